@@ -1,0 +1,1 @@
+"""Parsing the text forms of types and computations (Lark grammars under `grammar/`)."""
