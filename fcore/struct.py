@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import collections.abc
 
 import numpy as np
 
@@ -93,11 +94,19 @@ class Struct:
             for name, value in self._elements)
 
     def __eq__(self, other):
-        if not isinstance(other, Struct):
-            return NotImplemented
-        if self.names() != other.names():
-            return False
-        return all(_values_equal(a, b) for a, b in zip(self, other))
+        """Equal to a Struct with the same names and values; also to a mapping with the same
+        names and values (all elements named), and to a tuple or list of the same values."""
+        if isinstance(other, Struct):
+            return self.names() == other.names() and all(
+                _values_equal(a, b) for a, b in zip(self, other))
+        if isinstance(other, collections.abc.Mapping):
+            names = self.names()
+            return None not in names and set(names) == set(other) and len(names) == len(
+                other) and all(_values_equal(v, other[n]) for n, v in self._elements)
+        if isinstance(other, (tuple, list)):
+            return len(other) == len(self) and all(
+                _values_equal(a, b) for a, b in zip(self, other))
+        return NotImplemented
 
     def __hash__(self):
         return hash(self.names())

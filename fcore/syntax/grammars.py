@@ -27,4 +27,12 @@ def lalr_parser(name: str, transformer_factory=None):
     if transformer_factory is not None:
         kwargs["transformer"] = transformer_factory()
     return lark.Lark(grammar_text(name), parser="lalr", lexer="contextual",
-                     propagate_positions=True, maybe_placeholders=True, **kwargs)
+                     propagate_positions=True, maybe_placeholders=True,
+                     import_paths=[grammar_dir()], **kwargs)
+
+
+def grammar_dir() -> str:
+    """The folder holding the `.lark` files (for the grammars' `%import`s)."""
+    if _REPO_GRAMMAR.is_dir():
+        return str(_REPO_GRAMMAR)
+    return str(importlib.resources.files("fcore._grammar"))

@@ -1,8 +1,7 @@
 """Assignability of types: may a value of one type be used where another is expected?
 
 The rules: tensors need the same dtype and a compatible shape (`?` and unknown rank accept
-any size); structs need the same length and, where the expected element is named, the same
-name; sequences compare elements; functions are contravariant in the parameter and covariant
+any size); structs need the same length and, where both elements are named, the same name; sequences compare elements; functions are contravariant in the parameter and covariant
 in the result; federated types need the same placement, and an all-equal expected type needs
 an all-equal value (the converse is fine: `T@CLIENTS` is assignable to `{T}@CLIENTS`).
 """
@@ -38,7 +37,7 @@ def first_difference(target, source, path=""):
         for index, ((t_name, t_el), (s_name, s_el)) in enumerate(
                 zip(target.items(), source.items())):
             where = f"{path}.{t_name}" if t_name else f"{path}[{index}]"
-            if t_name is not None and t_name != s_name:
+            if t_name is not None and s_name is not None and t_name != s_name:
                 found = f"name {s_name!r}" if s_name else "no name"
                 return f"{path}[{index}]", f"expected name {t_name!r}, found {found}"
             diff = first_difference(t_el, s_el, where)

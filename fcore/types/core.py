@@ -14,7 +14,7 @@ import numpy as np
 
 from fcore.types import dtypes, placements
 
-NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_./]*\Z")
+NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_/]*\Z")
 ABSTRACT_PATTERN = re.compile(r"[A-Z][A-Za-z0-9_]*\Z")
 
 
@@ -23,19 +23,31 @@ class _Interned(type):
 
     def __call__(cls, *args, **kwargs):
         key = cls._normalize(*args, **kwargs)
+        # Equality ignores Python containers, but interning must not mix them up.
+        fingerprint = _fingerprint(key)
         cache = cls.__dict__["_cache"]
-        instance = cache.get(key)
+        instance = cache.get((key, fingerprint))
         if instance is None:
             instance = cls.__new__(cls)
             instance._init(*key)
-            cache[key] = instance
+            object.__setattr__(instance, "_fp", fingerprint)
+            cache[(key, fingerprint)] = instance
         return instance
+
+
+def _fingerprint(value):
+    """The Python containers recorded anywhere in `value` (a type, or a tuple of parts)."""
+    if isinstance(value, Type):
+        return value._fp
+    if isinstance(value, tuple):
+        return tuple(_fingerprint(v) for v in value)
+    return value if isinstance(value, type) else None
 
 
 class Type(metaclass=_Interned):
     """Base class of all fcore types."""
 
-    __slots__ = ("_hash", "__weakref__")
+    __slots__ = ("_hash", "_fp", "__weakref__")
     _cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
     def __init_subclass__(cls, **kwargs):
@@ -168,7 +180,7 @@ class StructType(Type):
                 if not isinstance(name, str) or not NAME_PATTERN.match(name):
                     raise ValueError(
                         f"StructType: element {index} has an invalid name {name!r}; names start "
-                        f"with a letter or '_' and hold letters, digits, '_', '.' or '/'.")
+                        f"with a letter or '_' and hold letters, digits, '_' or '/'.")
                 if name in seen:
                     raise ValueError(f"StructType: duplicate element name {name!r}.")
                 seen.add(name)

@@ -7,7 +7,7 @@ from fcore import (CLIENTS, SERVER, FederatedType, FunctionType, SequenceType, S
                    TensorType, parse_type)
 from fcore.types.dtypes import DTYPE_NAMES
 
-names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_./]{0,8}", fullmatch=True)
+names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_/]{0,8}", fullmatch=True)
 shapes = st.one_of(
     st.none(),
     st.lists(st.one_of(st.none(), st.integers(0, 1000)), max_size=4).map(tuple))

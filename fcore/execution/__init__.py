@@ -1,0 +1,1 @@
+"""Running computations: converting call-time values and executing them."""

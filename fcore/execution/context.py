@@ -1,0 +1,49 @@
+"""Execution contexts: which executor runs computations, and how many clients there are."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+_state = threading.local()
+KINDS = ("reference",)
+
+
+class ExecutionContext:
+    def __init__(self, kind="reference", num_clients=None):
+        if kind not in KINDS:
+            raise ValueError(f"Unknown execution context {kind!r}; expected one of: "
+                             f"{', '.join(KINDS)}.")
+        if num_clients is not None and (not isinstance(num_clients, int) or num_clients < 0):
+            raise ValueError(f"num_clients must be an int >= 0, found {num_clients!r}.")
+        self.kind = kind
+        self.num_clients = num_clients
+
+    def __repr__(self):
+        return f"ExecutionContext({self.kind!r}, num_clients={self.num_clients})"
+
+
+_DEFAULT = ExecutionContext()
+
+
+def current() -> ExecutionContext:
+    stack = getattr(_state, "stack", None)
+    return stack[-1] if stack else _DEFAULT
+
+
+@contextlib.contextmanager
+def execution_context(kind="reference", num_clients=None):
+    """Runs the computations called inside the `with` block with executor `kind` and, where
+    no client-placed argument fixes it, `num_clients` clients.
+
+        with fcore.execution_context(num_clients=3):
+            broadcast(2.5)
+    """
+    context = ExecutionContext(kind, num_clients)
+    if not hasattr(_state, "stack"):
+        _state.stack = []
+    _state.stack.append(context)
+    try:
+        yield context
+    finally:
+        _state.stack.pop()

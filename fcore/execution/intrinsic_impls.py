@@ -1,0 +1,264 @@
+"""What each intrinsic does on runtime values, for the reference interpreter. Each takes the
+interpreter, the intrinsic's concrete function type, and the runtime argument."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from fcore.execution.errors import ExecutionError
+from fcore.struct import Struct
+from fcore.types import core
+
+IMPLEMENTATIONS = {}
+
+
+def _implements(uri):
+    def register(fn):
+        IMPLEMENTATIONS[uri] = fn
+        return fn
+    return register
+
+
+def map_structure(fn, type_, *values):
+    """Applies `fn` to the tensors of values of struct type `type_`, leaf by leaf."""
+    if isinstance(type_, core.StructType):
+        return Struct([(name, map_structure(fn, t, *[v[i] for v in values]))
+                       for i, (name, t) in enumerate(type_.items())])
+    return fn(type_, *values)
+
+
+def _cast(type_, value):
+    array = np.asarray(value, dtype=type_.dtype)
+    return array[()] if array.ndim == 0 else array
+
+
+def _zeros(type_):
+    if not type_.is_fully_defined():
+        raise ExecutionError(f"Cannot make the zero of {type_} for zero clients: its shape is "
+                             f"not fully known.")
+    return _cast(type_, np.zeros(type_.shape))
+
+
+def _sum(type_, members):
+    return map_structure(
+        lambda t, *xs: _cast(t, functools.reduce(np.add, xs)) if xs else _zeros(t),
+        type_, *members)
+
+
+@_implements("federated_broadcast")
+def _broadcast(interp, fn_type, value):
+    return value
+
+
+@_implements("federated_value_at_server")
+@_implements("federated_value_at_clients")
+def _value(interp, fn_type, value):
+    return value
+
+
+@_implements("federated_eval_at_server")
+def _eval_server(interp, fn_type, fn):
+    return fn(None)
+
+
+@_implements("federated_eval_at_clients")
+def _eval_clients(interp, fn_type, fn):
+    count = interp.count("federated_eval at CLIENTS")
+    return interp.per_client(lambda _: fn(None), range(count))
+
+
+@_implements("federated_map")
+def _map(interp, fn_type, argument):
+    fn, value = argument
+    return interp.per_client(fn, interp.members(value, fn_type.parameter[1]))
+
+
+@_implements("federated_apply")
+def _apply(interp, fn_type, argument):
+    fn, value = argument
+    return fn(value)
+
+
+@_implements("federated_sum")
+def _federated_sum(interp, fn_type, value):
+    members = interp.members(value, fn_type.parameter)
+    return _sum(fn_type.result.member, members)
+
+
+@_implements("federated_mean")
+def _mean(interp, fn_type, value):
+    members = interp.members(value, fn_type.parameter)
+    count = len(members)
+    return map_structure(
+        lambda t, *xs: _cast(t, np.add.reduce(np.asarray(xs, dtype=np.float64), axis=0) / count)
+        if xs else _cast(t, np.full(t.shape, np.nan)), fn_type.result.member, *members)
+
+
+@_implements("federated_weighted_mean")
+def _weighted_mean(interp, fn_type, argument):
+    value_type, weight_type = fn_type.parameter
+    members = interp.members(argument[0], value_type)
+    weights = np.asarray(interp.members(argument[1], weight_type), dtype=np.float64)
+    total = weights.sum()
+
+    def mean(t, *xs):
+        if not xs:
+            return _cast(t, np.full(t.shape, np.nan))
+        stacked = np.asarray(xs, dtype=np.float64)
+        weighted = np.tensordot(weights, stacked, axes=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return _cast(t, weighted / total)
+    return map_structure(mean, fn_type.result.member, *members)
+
+
+def _extremum(reducer, name):
+    def implementation(interp, fn_type, value):
+        members = interp.members(value, fn_type.parameter)
+        if not members:
+            raise ExecutionError(f"{name} of zero clients is undefined.")
+        return map_structure(lambda t, *xs: _cast(t, functools.reduce(reducer, xs)),
+                             fn_type.result.member, *members)
+    return implementation
+
+
+IMPLEMENTATIONS["federated_min"] = _extremum(np.minimum, "federated_min")
+IMPLEMENTATIONS["federated_max"] = _extremum(np.maximum, "federated_max")
+
+
+@_implements("federated_aggregate")
+def _aggregate(interp, fn_type, argument):
+    value, zero, accumulate, merge, report = argument
+    members = interp.members(value, fn_type.parameter[0])
+
+    def fold(part):
+        accumulator = zero
+        for member in part:
+            accumulator = accumulate(Struct([(None, accumulator), (None, member)]))
+        return accumulator
+
+    # Two partial accumulators, merged: exercises `merge` as a real hierarchy would.
+    half = len(members) // 2
+    if half:
+        merged = merge(Struct([(None, fold(members[:half])), (None, fold(members[half:]))]))
+    else:
+        merged = fold(members)
+    return report(merged)
+
+
+def _secure_sum(interp, fn_type, argument, bounds_of, modulus_of, what):
+    value, bound = argument
+    value_type = fn_type.parameter[0]
+    members = interp.members(value, value_type)
+    leaf_types = _leaf_types(value_type.member)
+    bounds = bounds_of(bound, fn_type.parameter[1], len(leaf_types))
+    sums = []
+    for position, (leaf_type, limit) in enumerate(zip(leaf_types, bounds)):
+        modulus = modulus_of(limit, len(members))
+        total = 0
+        for client, member in enumerate(members):
+            leaf = np.asarray(_leaves(member)[position], dtype=object)
+            if np.any(leaf < 0) or np.any(leaf > limit):
+                raise ExecutionError(f"{what}: the value {leaf.tolist()} of client {client} is "
+                                     f"outside [0, {limit}].")
+            total = (total + leaf) % modulus
+        if not members:
+            total = np.zeros(leaf_type.shape or (), dtype=object)
+        sums.append(_cast(leaf_type, np.asarray(total, dtype=np.int64)))
+    return _rebuild(value_type.member, sums)
+
+
+def _leaf_types(type_):
+    if isinstance(type_, core.StructType):
+        return [leaf for t in type_ for leaf in _leaf_types(t)]
+    return [type_]
+
+
+def _leaves(value):
+    if isinstance(value, Struct):
+        return [leaf for v in value for leaf in _leaves(v)]
+    return [value]
+
+
+def _rebuild(type_, leaves):
+    if isinstance(type_, core.StructType):
+        return Struct([(name, _rebuild(t, leaves)) for name, t in type_.items()])
+    return leaves.pop(0)
+
+
+def _bounds(bound, bound_type, count):
+    leaves = [int(b) for b in _leaves(bound)]
+    return leaves * count if isinstance(bound_type, core.TensorType) else leaves
+
+
+@_implements("federated_secure_sum")
+def _secure_sum_max_input(interp, fn_type, argument):
+    return _secure_sum(interp, fn_type, argument, _bounds,
+                       lambda limit, n: n * limit + 1, "federated_secure_sum")
+
+
+@_implements("federated_secure_sum_bitwidth")
+def _secure_sum_bitwidth(interp, fn_type, argument):
+    def bounds(bound, bound_type, count):
+        return [2 ** b - 1 for b in _bounds(bound, bound_type, count)]
+
+    def modulus(limit, n):
+        bitwidth = (limit + 1).bit_length() - 1
+        return 2 ** (bitwidth + math.ceil(math.log2(max(n, 1))))
+    return _secure_sum(interp, fn_type, argument, bounds, modulus,
+                       "federated_secure_sum_bitwidth")
+
+
+def _zip(interp, fn_type, argument, clients):
+    if not clients:
+        return _unplace(argument, fn_type.parameter, None)
+    counts = [len(m) for m in _client_lists(argument, fn_type.parameter)]
+    count = counts[0] if counts else interp.count("federated_zip of all-equal values")
+    return [_unplace(argument, fn_type.parameter, i) for i in range(count)]
+
+
+def _client_lists(value, type_):
+    if isinstance(type_, core.FederatedType):
+        return [] if type_.all_equal else [value]
+    return [m for v, t in zip(value, type_) for m in _client_lists(v, t)]
+
+
+def _unplace(value, type_, client):
+    if isinstance(type_, core.FederatedType):
+        return value if client is None or type_.all_equal else value[client]
+    return Struct([(name, _unplace(v, t, client))
+                   for (name, t), v in zip(type_.items(), value)])
+
+
+IMPLEMENTATIONS["federated_zip_at_server"] = lambda i, t, a: _zip(i, t, a, clients=False)
+IMPLEMENTATIONS["federated_zip_at_clients"] = lambda i, t, a: _zip(i, t, a, clients=True)
+
+
+def iterate(sequence, element_type):
+    """The elements of a runtime sequence (a list, or a dataset converted element-wise)."""
+    if isinstance(sequence, (list, tuple)):
+        return list(sequence)
+    from fcore.execution.values import to_runtime
+    return [to_runtime(element, element_type) for element in sequence]
+
+
+@_implements("sequence_map")
+def _sequence_map(interp, fn_type, argument):
+    fn, sequence = argument
+    return [fn(e) for e in iterate(sequence, fn_type.parameter[1].element)]
+
+
+@_implements("sequence_reduce")
+def _sequence_reduce(interp, fn_type, argument):
+    sequence, zero, op = argument
+    accumulator = zero
+    for element in iterate(sequence, fn_type.parameter[0].element):
+        accumulator = op(Struct([(None, accumulator), (None, element)]))
+    return accumulator
+
+
+@_implements("sequence_sum")
+def _sequence_sum(interp, fn_type, sequence):
+    return _sum(fn_type.result, iterate(sequence, fn_type.parameter.element))

@@ -1,0 +1,125 @@
+"""The reference interpreter: evaluates the IR directly, one node kind per method. It is small
+on purpose: the oracle that faster executors are tested against.
+
+Runtime values: tensors are NumPy values; structs are `fcore.Struct`; sequences are lists or
+`tf.data.Dataset`s; client-placed values are lists (one member per client) unless all-equal;
+server-placed and all-equal values are the member itself; functions are Python callables
+taking one runtime argument (or none)."""
+
+from __future__ import annotations
+
+from fcore.execution import intrinsic_impls
+from fcore.execution.errors import ExecutionError, needs_num_clients
+from fcore.ir import nodes
+from fcore.struct import Struct
+from fcore.types import core
+
+
+class Environment:
+    __slots__ = ("names", "parent")
+
+    def __init__(self, names=None, parent=None):
+        self.names = names or {}
+        self.parent = parent
+
+    def lookup(self, name):
+        env = self
+        while env is not None:
+            if name in env.names:
+                return env.names[name]
+            env = env.parent
+        raise NameError(f"The name {name!r} is not bound.")
+
+
+class Interpreter:
+    """Evaluates IR nodes. `num_clients` is used only where no client-placed value fixes the
+    number of clients (a broadcast materialised per client, `federated_eval` at CLIENTS)."""
+
+    def __init__(self, num_clients=None, computation_name="computation"):
+        self.num_clients = num_clients
+        self.computation_name = computation_name
+        self.client_index = None
+
+    def evaluate(self, node: nodes.Node, env: Environment):
+        return getattr(self, "_" + type(node).__name__.lower())(node, env)
+
+    def _reference(self, node, env):
+        return env.lookup(node.name)
+
+    def _selection(self, node, env):
+        return self.evaluate(node.source, env)[node.index]
+
+    def _struct(self, node, env):
+        return Struct([(name, self.evaluate(element, env)) for name, element in node.elements])
+
+    def _call(self, node, env):
+        function = self.evaluate(node.function, env)
+        if node.argument is None:
+            return function(None)
+        return function(self.evaluate(node.argument, env))
+
+    def _lambda(self, node, env):
+        def closure(argument):
+            names = {} if node.parameter_name is None else {node.parameter_name: argument}
+            return self.evaluate(node.body, Environment(names, env))
+        return closure
+
+    def _block(self, node, env):
+        for name, value in node.locals:
+            env = Environment({name: self.evaluate(value, env)}, env)
+        return self.evaluate(node.result, env)
+
+    def _intrinsic(self, node, env):
+        implementation = intrinsic_impls.IMPLEMENTATIONS[node.uri]
+        return lambda argument: implementation(self, node.type_signature, argument)
+
+    def _literal(self, node, env):
+        return node.value if isinstance(node.value, str) else node.value[()] \
+            if node.value.ndim == 0 else node.value
+
+    def _placement(self, node, env):
+        return node.placement
+
+    def _tfleaf(self, node, env):
+        def run(argument):
+            try:
+                return node.computation.run(argument)
+            except Exception as e:  # any TF failure: name the leaf and the client
+                where = "" if self.client_index is None else f" on client {self.client_index}"
+                raise ExecutionError(f"TF computation '{node.name}' failed{where} (in "
+                                     f"'{self.computation_name}'): {type(e).__name__}: "
+                                     f"{e}") from e
+        return run
+
+    # Helpers for the intrinsics ----------------------------------------------------------
+
+    def members(self, value, type_: core.FederatedType):
+        """The per-client members of a client-placed value."""
+        if not type_.all_equal:
+            return value
+        if self.num_clients is None:
+            raise needs_num_clients(f"'{self.computation_name}'")
+        return [value] * self.num_clients
+
+    def count(self, what):
+        if self.num_clients is None:
+            raise needs_num_clients(what)
+        return self.num_clients
+
+    def per_client(self, function, members):
+        results = []
+        outer = self.client_index
+        for index, member in enumerate(members):
+            self.client_index = index
+            try:
+                results.append(function(member))
+            finally:
+                self.client_index = outer
+        return results
+
+
+def run(computation, argument, num_clients):
+    """Runs `computation` (a `Computation`) on a runtime argument."""
+    interpreter = Interpreter(num_clients, computation.name)
+    function = interpreter.evaluate(computation.ir, Environment())
+    return function(argument)

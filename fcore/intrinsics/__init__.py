@@ -1,0 +1,1 @@
+"""Intrinsics: the built-in federated operators, their type rules, and the user functions."""

@@ -1,0 +1,336 @@
+"""One table of intrinsics: name, signature (a type string with variables T, U, ...), and the
+rule that computes the result type from a concrete argument type, or raises a `TypeError`
+that says what was expected. Both tracing and `parse_computation` use this table."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from fcore.types import core
+from fcore.types.placements import CLIENTS, SERVER
+
+_NUMERIC = "biuf"
+
+
+@dataclasses.dataclass(frozen=True)
+class IntrinsicDef:
+    uri: str
+    signature: str  # for documentation; parsed by grammar/types.lark
+    rule: Callable  # argument type -> result type
+    doc: str
+
+    def result_type(self, argument_type):
+        if argument_type is None:
+            raise TypeError(f"{self.uri} takes an argument of type {self.signature_param()}.")
+        return self.rule(argument_type)
+
+    def signature_param(self):
+        return self.signature[1:self.signature.rindex(" -> ")]
+
+    def function_type(self, argument_type):
+        return core.FunctionType(argument_type, self.result_type(argument_type))
+
+
+INTRINSICS: dict[str, IntrinsicDef] = {}
+
+
+def _define(uri, signature, doc):
+    def register(rule):
+        INTRINSICS[uri] = IntrinsicDef(uri, signature, rule, doc)
+        return rule
+    return register
+
+
+def lookup(uri) -> IntrinsicDef:
+    try:
+        return INTRINSICS[uri]
+    except KeyError:
+        raise NameError(f"Unknown intrinsic {uri!r}.") from None
+
+
+# Helpers -----------------------------------------------------------------------------------
+
+def _elements(type_, uri, count, names):
+    if not isinstance(type_, core.StructType) or len(type_) != count:
+        raise TypeError(f"{uri} expects an argument <{','.join(names)}>, found {type_}.")
+    return list(type_)
+
+
+def _placed(type_, placement, what):
+    if not isinstance(type_, core.FederatedType):
+        raise TypeError(f"The value {what} should be placed at {placement.name}, but it is not "
+                        f"a federated value: {type_}.")
+    if type_.placement is not placement:
+        raise TypeError(f"The value {what} should be placed at {placement.name}, but it is "
+                        f"placed at {type_.placement.name}.")
+    return type_
+
+
+def _tensor_leaves(type_):
+    if isinstance(type_, core.TensorType):
+        return [type_]
+    if isinstance(type_, core.StructType):
+        return [leaf for element in type_ for leaf in _tensor_leaves(element)]
+    return None
+
+
+def _all_leaves(type_, kinds):
+    leaves = _tensor_leaves(type_)
+    return leaves is not None and all(t.dtype.kind in kinds for t in leaves)
+
+
+def _fn(type_, uri, role):
+    if not isinstance(type_, core.FunctionType):
+        raise TypeError(f"{uri} expects {role} to be a function, found {type_}.")
+    return type_
+
+
+def _check_param(fn_type, expected, uri, role):
+    if fn_type.parameter is None or not fn_type.parameter.is_assignable_from(expected):
+        wanted = core.FunctionType(expected, fn_type.result)
+        raise TypeError(f"Expected parameter `{role}` to be of type {wanted}, but received "
+                        f"{fn_type} instead.")
+
+
+def _without_federated(type_, what, placement):
+    if core.find_path(type_, (core.FederatedType, core.FunctionType)) is not None:
+        raise TypeError(f"Cannot place value {what} containing federated types at another "
+                        f"placement; requested to be placed at {placement.name}.")
+
+
+# Placement changes -------------------------------------------------------------------------
+
+@_define("federated_broadcast", "(T@SERVER -> T@CLIENTS)",
+         "The server value, made available (equal) at every client.")
+def _broadcast(t):
+    _placed(t, SERVER, "to be broadcasted")
+    return core.FederatedType(t.member, CLIENTS, all_equal=True)
+
+
+@_define("federated_value_at_server", "(T -> T@SERVER)", "A constant placed at the server.")
+def _value_at_server(t):
+    _without_federated(t, str(t), SERVER)
+    return core.FederatedType(t, SERVER)
+
+
+@_define("federated_value_at_clients", "(T -> T@CLIENTS)", "A constant, equal at every client.")
+def _value_at_clients(t):
+    _without_federated(t, str(t), CLIENTS)
+    return core.FederatedType(t, CLIENTS, all_equal=True)
+
+
+@_define("federated_eval_at_server", "(( -> T) -> T@SERVER)", "Runs a function at the server.")
+def _eval_at_server(t):
+    fn = _fn(t, "federated_eval", "its argument")
+    if fn.parameter is not None:
+        raise TypeError(f"federated_eval expects a function with no parameter, found {fn}.")
+    _without_federated(fn.result, str(fn.result), SERVER)
+    return core.FederatedType(fn.result, SERVER)
+
+
+@_define("federated_eval_at_clients", "(( -> T) -> {T}@CLIENTS)",
+         "Runs a function at every client, giving one result per client.")
+def _eval_at_clients(t):
+    fn = _fn(t, "federated_eval", "its argument")
+    if fn.parameter is not None:
+        raise TypeError(f"federated_eval expects a function with no parameter, found {fn}.")
+    _without_federated(fn.result, str(fn.result), CLIENTS)
+    return core.FederatedType(fn.result, CLIENTS, all_equal=False)
+
+
+# Maps --------------------------------------------------------------------------------------
+
+def _map_rule(uri, placement, result_all_equal):
+    def rule(t):
+        fn, value = _elements(t, uri, 2, ["(T -> U)", f"T@{placement.name}"])
+        fn = _fn(fn, uri, "the mapping function")
+        if not isinstance(value, core.FederatedType):
+            raise TypeError(f"The value to be mapped must be a FederatedType or implicitly "
+                            f"convertible to a FederatedType (got a {value}).")
+        _placed(value, placement, "to be mapped")
+        if fn.parameter is None or not fn.parameter.is_assignable_from(value.member):
+            raise TypeError(f"The mapping function expects a parameter of type {fn.parameter}, "
+                            f"but member constituents of the mapped value are of incompatible "
+                            f"type {value.member}.")
+        all_equal = value.all_equal if result_all_equal is None else result_all_equal
+        return core.FederatedType(fn.result, placement, all_equal=all_equal)
+    return rule
+
+
+_define("federated_map", "(<(T -> U),{T}@CLIENTS> -> {U}@CLIENTS)",
+        "Applies a function to each client's value.")(
+    _map_rule("federated_map", CLIENTS, False))
+_define("federated_apply", "(<(T -> U),T@SERVER> -> U@SERVER)",
+        "Applies a function to the server's value.")(
+    _map_rule("federated_apply", SERVER, None))
+
+
+# Aggregations ------------------------------------------------------------------------------
+
+@_define("federated_sum", "({T}@CLIENTS -> T@SERVER)", "The sum of the clients' values.")
+def _sum(t):
+    _placed(t, CLIENTS, "to be summed")
+    if not _all_leaves(t.member, _NUMERIC + "c"):
+        raise TypeError(f"The value type {t} is not compatible with the sum operator.")
+    return core.FederatedType(t.member, SERVER)
+
+
+@_define("federated_mean", "({T}@CLIENTS -> T@SERVER)", "The mean of the clients' values.")
+def _mean(t):
+    _placed(t, CLIENTS, "to be averaged")
+    if not _all_leaves(t.member, "fc"):
+        raise TypeError(f"The value type {t} is not compatible with the average operator.")
+    return core.FederatedType(t.member, SERVER)
+
+
+@_define("federated_weighted_mean", "(<{T}@CLIENTS,{U}@CLIENTS> -> T@SERVER)",
+         "The mean of the clients' values, each weighted by its client's weight.")
+def _weighted_mean(t):
+    value, weight = _elements(t, "federated_mean", 2, ["value", "weight"])
+    result = _mean(value)
+    _placed(weight, CLIENTS, "of the weight")
+    if not isinstance(weight.member, core.TensorType) or weight.member.shape != () or \
+            weight.member.dtype.kind not in _NUMERIC:
+        raise TypeError(f"The weight of federated_mean must be a numeric scalar at CLIENTS, "
+                        f"found {weight}.")
+    return result
+
+
+def _extremum(uri):
+    def rule(t):
+        _placed(t, CLIENTS, f"of {uri}")
+        if not _all_leaves(t.member, _NUMERIC):
+            raise TypeError(f"The value type {t} is not compatible with {uri}.")
+        return core.FederatedType(t.member, SERVER)
+    return rule
+
+
+_define("federated_min", "({T}@CLIENTS -> T@SERVER)", "The element-wise minimum over clients.")(
+    _extremum("federated_min"))
+_define("federated_max", "({T}@CLIENTS -> T@SERVER)", "The element-wise maximum over clients.")(
+    _extremum("federated_max"))
+
+
+@_define("federated_aggregate",
+         "(<{T}@CLIENTS,U,(<U,T> -> U),(<U,U> -> U),(U -> R)> -> R@SERVER)",
+         "Folds the clients' values into `zero` with `accumulate`, combines partial results "
+         "with `merge`, and finishes with `report`.")
+def _aggregate(t):
+    value, zero, accumulate, merge, report = _elements(
+        t, "federated_aggregate", 5, ["value", "zero", "accumulate", "merge", "report"])
+    _placed(value, CLIENTS, "to be aggregated")
+    if core.find_path(zero, (core.FederatedType,)) is not None:
+        raise TypeError(f"The zero of federated_aggregate must not be federated, found {zero}.")
+    accumulate = _fn(accumulate, "federated_aggregate", "`accumulate`")
+    _check_param(accumulate, core.StructType([zero, value.member]), "federated_aggregate",
+                 "accumulate")
+    merge = _fn(merge, "federated_aggregate", "`merge`")
+    _check_param(merge, core.StructType([accumulate.result, accumulate.result]),
+                 "federated_aggregate", "merge")
+    report = _fn(report, "federated_aggregate", "`report`")
+    _check_param(report, merge.result, "federated_aggregate", "report")
+    return core.FederatedType(report.result, SERVER)
+
+
+def _secure_rule(uri, bound_name):
+    def rule(t):
+        value, bound = _elements(t, uri, 2, ["value", bound_name])
+        _placed(value, CLIENTS, "to be summed securely")
+        if not _all_leaves(value.member, "iu"):
+            raise TypeError(f"{uri} needs integer values, found {value}.")
+        if not _all_leaves(bound, "iu"):
+            raise TypeError(f"The {bound_name} of {uri} must be integers, found {bound}.")
+        if not isinstance(bound, core.TensorType) and \
+                len(_tensor_leaves(bound)) != len(_tensor_leaves(value.member)):
+            raise TypeError(f"The {bound_name} {bound} of {uri} must be one integer or match "
+                            f"the structure of {value.member}.")
+        return core.FederatedType(value.member, SERVER)
+    return rule
+
+
+_define("federated_secure_sum", "(<{V}@CLIENTS,M> -> V@SERVER)",
+        "The sum of integer client values, each in [0, max_input] (simulated).")(
+    _secure_rule("federated_secure_sum", "max_input"))
+_define("federated_secure_sum_bitwidth", "(<{V}@CLIENTS,B> -> V@SERVER)",
+        "The sum of integer client values, each in [0, 2**bitwidth - 1] (simulated).")(
+    _secure_rule("federated_secure_sum_bitwidth", "bitwidth"))
+
+
+# Zips --------------------------------------------------------------------------------------
+
+def _zip_rule(placement):
+    def rule(t):
+        if not isinstance(t, core.StructType) or len(t) == 0:
+            raise TypeError(f"federated_zip expects a non-empty struct of federated values, "
+                            f"found {t}.")
+        leaves = _federated_leaves(t)
+        found = sorted({leaf.placement.name for leaf in leaves}, key=["CLIENTS", "SERVER"].index)
+        if found != [placement.name]:
+            raise TypeError(f"federated_zip requires all nested FederatedTypes to have the same "
+                            f"placement, but values placed at {', '.join(found)} were found.")
+        all_equal = placement is SERVER
+        return core.FederatedType(_unplaced(t), placement, all_equal=all_equal)
+    return rule
+
+
+def _federated_leaves(t):
+    if isinstance(t, core.FederatedType):
+        return [t]
+    if isinstance(t, core.StructType):
+        return [leaf for element in t for leaf in _federated_leaves(element)]
+    raise TypeError(f"federated_zip expects only federated values in the struct, found {t}.")
+
+
+def _unplaced(t):
+    if isinstance(t, core.FederatedType):
+        return t.member
+    return core.StructType([(name, _unplaced(element)) for name, element in t.items()])
+
+
+_define("federated_zip_at_server", "(<T@SERVER,U@SERVER,...> -> <T,U,...>@SERVER)",
+        "A struct of server values as one server value of structs.")(_zip_rule(SERVER))
+_define("federated_zip_at_clients", "(<{T}@CLIENTS,{U}@CLIENTS,...> -> {<T,U,...>}@CLIENTS)",
+        "A struct of client values as one client value of structs.")(_zip_rule(CLIENTS))
+
+
+# Sequences ---------------------------------------------------------------------------------
+
+def _sequence(t, uri):
+    if not isinstance(t, core.SequenceType):
+        raise TypeError(f"{uri} expects a sequence (T*), found {t}.")
+    return t
+
+
+@_define("sequence_map", "(<(T -> U),T*> -> U*)", "Applies a function to each element.")
+def _sequence_map(t):
+    fn, seq = _elements(t, "sequence_map", 2, ["(T -> U)", "T*"])
+    fn = _fn(fn, "sequence_map", "the mapping function")
+    seq = _sequence(seq, "sequence_map")
+    if fn.parameter is None or not fn.parameter.is_assignable_from(seq.element):
+        raise TypeError(f"The mapping function expects a parameter of type {fn.parameter}, but "
+                        f"the sequence elements are of incompatible type {seq.element}.")
+    return core.SequenceType(fn.result)
+
+
+@_define("sequence_reduce", "(<T*,U,(<U,T> -> U)> -> U)",
+         "Folds the elements into `zero` with `op`.")
+def _sequence_reduce(t):
+    seq, zero, op = _elements(t, "sequence_reduce", 3, ["T*", "U", "(<U,T> -> U)"])
+    seq = _sequence(seq, "sequence_reduce")
+    op = _fn(op, "sequence_reduce", "the reducing function")
+    _check_param(op, core.StructType([zero, seq.element]), "sequence_reduce", "op")
+    if not zero.is_assignable_from(op.result):
+        raise TypeError(f"The reducing function returns {op.result}, which does not fit the "
+                        f"zero's type {zero}.")
+    return zero
+
+
+@_define("sequence_sum", "(T* -> T)", "The sum of the elements.")
+def _sequence_sum(t):
+    seq = _sequence(t, "sequence_sum")
+    if not _all_leaves(seq.element, _NUMERIC + "c"):
+        raise TypeError(f"The element type {seq.element} is not compatible with the sum "
+                        f"operator.")
+    return seq.element
+

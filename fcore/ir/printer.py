@@ -1,0 +1,129 @@
+"""The text form of IR nodes, which `fcore.parse_computation` reads back.
+
+    (x:{int32}@CLIENTS -> federated_sum(x))
+    (s:float32@SERVER -> (let _var1=federated_broadcast(s) in federated_map(<@add,_var1>)))
+
+TF leaves print as `@name`; distinct leaves that share a name get `_1`, `_2`, ... suffixes,
+chosen by the printing context, so printing is deterministic. `leaves(node)` gives the
+name -> computation map for parsing the text back.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from fcore.ir import nodes
+from fcore.types import core
+
+_DEFAULT_LITERAL_DTYPES = {"int32", "float32", "bool", "str"}
+
+
+def to_text(node: nodes.Node, formatted: bool = False) -> str:
+    """The text of `node`: one line, or with `formatted=True` each block binding on its own
+    indented line."""
+    names = _leaf_names(node)
+    return _Printer(names, formatted).text(node, 0)
+
+
+def leaves(node: nodes.Node) -> dict:
+    """`{printed name: computation}` for every TF leaf in `node`, as `to_text` names them."""
+    return {name: leaf.computation for leaf, name in _leaf_names(node).items()}
+
+
+def _leaf_names(node):
+    names, used, stack = {}, set(), [node]
+    while stack:  # pre-order, so names are assigned in reading order
+        current = stack.pop()
+        if isinstance(current, nodes.TFLeaf) and current not in names:
+            name, suffix = current.name, 0
+            while name in used:
+                suffix += 1
+                name = f"{current.name}_{suffix}"
+            names[current] = name
+            used.add(name)
+        stack.extend(reversed(current.children()))
+    return names
+
+
+class _Printer:
+    def __init__(self, leaf_names, formatted):
+        self.leaf_names = leaf_names
+        self.formatted = formatted
+
+    def text(self, node, indent):
+        method = getattr(self, "_" + type(node).__name__.lower())
+        return method(node, indent)
+
+    def _reference(self, node, indent):
+        return node.name
+
+    def _selection(self, node, indent):
+        source = self.text(node.source, indent)
+        return f"{source}.{node.name}" if node.name is not None else f"{source}[{node.index}]"
+
+    def _struct(self, node, indent):
+        return "<" + ",".join(
+            self.text(value, indent) if name is None else f"{name}={self.text(value, indent)}"
+            for name, value in node.elements) + ">"
+
+    def _call(self, node, indent):
+        argument = "" if node.argument is None else self.text(node.argument, indent)
+        return f"{self.text(node.function, indent)}({argument})"
+
+    def _lambda(self, node, indent):
+        parameter = "" if node.parameter_name is None else \
+            f"{node.parameter_name}:{node.parameter_type}"
+        return f"({parameter} -> {self.text(node.body, indent)})"
+
+    def _block(self, node, indent):
+        if not self.formatted:
+            bindings = ",".join(f"{name}={self.text(value, indent)}"
+                                for name, value in node.locals)
+            return f"(let {bindings} in {self.text(node.result, indent)})"
+        pad = " " * (indent + 2)
+        bindings = ",\n".join(f"{pad}{name}={self.text(value, indent + 2)}"
+                              for name, value in node.locals)
+        return (f"(let\n{bindings}\n{' ' * indent}in "
+                f"{self.text(node.result, indent)})")
+
+    def _intrinsic(self, node, indent):
+        return node.uri
+
+    def _literal(self, node, indent):
+        return literal_text(node)
+
+    def _placement(self, node, indent):
+        return node.placement.name
+
+    def _tfleaf(self, node, indent):
+        return "@" + self.leaf_names[node]
+
+
+def literal_text(node: nodes.Literal) -> str:
+    type_ = node.type_signature
+    name = core.dtypes.dtype_name(type_.dtype)
+    if name == "str":
+        return json.dumps(node.value)
+    value = node.value
+    if not np.all(np.isfinite(value)) if value.dtype.kind in "fc" else False:
+        raise ValueError(f"Cannot print the non-finite literal {value} as text.")
+    body = _value_text(value.tolist(), name)
+    if type_.shape == () and name in _DEFAULT_LITERAL_DTYPES:
+        return body
+    return f"{body}:{type_}"
+
+
+def _value_text(value, dtype_name):
+    if isinstance(value, list):
+        return "[" + ",".join(_value_text(v, dtype_name) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, complex):
+        raise ValueError("Complex literals have no text form.")
+    if isinstance(value, float):
+        text = str(np.dtype(dtype_name).type(value)) if dtype_name.startswith("float") \
+            else repr(value)
+        return text if any(c in text for c in ".en") else text + ".0"
+    return str(value)

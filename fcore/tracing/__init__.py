@@ -1,0 +1,1 @@
+"""Tracing Python functions into computations: symbolic values, contexts, decorators."""

@@ -1,0 +1,74 @@
+"""Calling computations and function-typed values while tracing: packing Python arguments
+into the parameter's struct, type checking them, and binding the call."""
+
+from __future__ import annotations
+
+from fcore.ir import nodes
+from fcore.tracing import value as values
+from fcore.types import core
+
+
+def pack_arguments(parameter_type, args, kwargs, name):
+    """The single argument for `parameter_type` from Python positional and keyword arguments.
+
+    Several arguments fill a struct parameter by position and then by name; one argument is
+    the whole parameter (or its only element)."""
+    count = len(args) + len(kwargs)
+    if parameter_type is None:
+        if count:
+            raise TypeError(f"{name} takes no arguments, found {count}.")
+        return None
+    if count == 0:
+        raise TypeError(f"{name} takes an argument of type {parameter_type}, found none.")
+    if count == 1 and not kwargs:
+        return args[0]
+    if not isinstance(parameter_type, core.StructType):
+        raise TypeError(f"{name} takes one argument of type {parameter_type}, found {count}.")
+    elements = list(parameter_type.items())
+    if len(args) > len(elements):
+        raise TypeError(f"{name} takes {len(elements)} arguments ({parameter_type}), found "
+                        f"{len(args)} positional arguments.")
+    filled = list(args)
+    names = [n for n, _ in elements]
+    for key in kwargs:
+        if key not in names:
+            raise TypeError(f"{name} got an unexpected keyword argument {key!r}; its parameter "
+                            f"is {parameter_type}.")
+        if names.index(key) < len(args):
+            raise TypeError(f"{name} got two values for the argument {key!r}.")
+    for index in range(len(args), len(elements)):
+        key = names[index]
+        if key is None or key not in kwargs:
+            raise TypeError(f"{name} is missing the argument {key or index!r} of "
+                            f"{parameter_type}.")
+        filled.append(kwargs[key])
+    from fcore.struct import Struct
+    return Struct(list(zip(names, filled)))
+
+
+def call(function_node: nodes.Node, args, kwargs, name):
+    """Traces a call of `function_node` with Python/symbolic arguments; returns a `Value`."""
+    fn_type = function_node.type_signature
+    if not isinstance(fn_type, core.FunctionType):
+        raise TypeError(f"{name} is not a function: its type is {fn_type}.")
+    argument = pack_arguments(fn_type.parameter, args, kwargs, name)
+    if argument is None:
+        return values.bind(nodes.Call(function_node))
+    node = values.to_node(argument, fn_type.parameter)
+    node = _fit_struct(node, fn_type.parameter)
+    return values.bind(nodes.Call(function_node, node))
+
+
+def _fit_struct(node, parameter_type):
+    """A one-element struct parameter also accepts its element alone; an unnamed struct
+    built from Python arguments takes the parameter's names."""
+    arg_type = node.type_signature
+    if isinstance(parameter_type, core.StructType) and not isinstance(arg_type, core.StructType) \
+            and len(parameter_type) == 1:
+        return nodes.Struct([(parameter_type.items()[0][0], node)])
+    if isinstance(node, nodes.Struct) and isinstance(parameter_type, core.StructType) and \
+            len(node.elements) == len(parameter_type) and \
+            all(n is None for n, _ in node.elements):
+        return nodes.Struct([(p_name, el) for (p_name, _), (_, el) in
+                             zip(parameter_type.items(), node.elements)])
+    return node

@@ -1,0 +1,257 @@
+"""Computations and the decorators that make them: `@federated_computation` traces Python
+into the IR with symbolic `Value`s; `@tf_computation` traces Python with `tf.function`."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+from fcore.ir import nodes, printer
+from fcore.tracing import calls, context
+from fcore.tracing.value import Value, to_node
+from fcore.types import core, dtypes
+from fcore.types.conversion import to_type
+from fcore.types.errors import TypeMismatchError
+
+_TRACE_ERRORS = (TypeError, ValueError, AttributeError, IndexError, KeyError, NameError)
+
+
+class Computation:
+    """A typed computation: call it like a function, read its `type_signature`, print it as
+    text (`str(comp)`), which `fcore.parse_computation` reads back."""
+
+    def __init__(self, ir: nodes.Node, name: str, result_type=None):
+        if not isinstance(ir.type_signature, core.FunctionType):
+            raise TypeError(f"A computation must have a function type, found "
+                            f"{ir.type_signature}.")
+        self.ir = ir
+        self.name = name
+        # `result_type` equals the IR's result type, and also records Python containers.
+        self.type_signature = ir.type_signature if result_type is None else \
+            core.FunctionType(ir.type_signature.parameter, result_type)
+
+    def __call__(self, *args, **kwargs):
+        if context.current() is not None or _has_values(args, kwargs):
+            return calls.call(self.ir, args, kwargs, self.name)
+        from fcore.execution import runner
+        return runner.call(self, args, kwargs)
+
+    def leaves(self) -> dict:
+        """`{name: TF computation}` for the `@name` leaves in `str(self)`."""
+        return printer.leaves(self.ir)
+
+    def to_text(self, formatted=None) -> str:
+        text = printer.to_text(self.ir)
+        if formatted or (formatted is None and len(text) > 120):
+            return printer.to_text(self.ir, formatted=True)
+        return text
+
+    def __str__(self):
+        return self.to_text()
+
+    def __eq__(self, other):
+        return isinstance(other, Computation) and self.ir == other.ir
+
+    def __hash__(self):
+        return hash(self.ir)
+
+    def __repr__(self):
+        return f"<Computation {self.name}: {self.type_signature}>"
+
+
+class PolymorphicComputation:
+    """A computation declared without types: traced (once per argument type) when it is
+    called or used with concrete arguments."""
+
+    def __init__(self, fn, kind, name):
+        self._fn = fn
+        self._kind = kind
+        self.name = name
+        self._instances: dict = {}
+        functools.update_wrapper(self, fn, updated=())
+
+    def instantiate(self, parameter_type) -> Computation:
+        parameter_type = to_type(parameter_type)
+        if parameter_type not in self._instances:
+            self._instances[parameter_type] = _build(self._fn, self._kind, parameter_type,
+                                                     self.name)
+        return self._instances[parameter_type]
+
+    def __call__(self, *args, **kwargs):
+        from fcore.tracing.infer import infer_type
+        if not args and not kwargs:
+            parameter_type = None
+        elif len(args) == 1 and not kwargs:
+            parameter_type = infer_type(args[0])
+        else:
+            names = _python_parameter_names(self._fn)
+            positional = [(names[i] if i < len(names) else None, infer_type(a))
+                          for i, a in enumerate(args)]
+            parameter_type = core.StructType(
+                positional + [(k, infer_type(v)) for k, v in kwargs.items()])
+        return self.instantiate(parameter_type)(*args, **kwargs)
+
+    @property
+    def type_signature(self):
+        raise TypeError(f"{self.name} is polymorphic: it has a type signature only once it is "
+                        f"called or given parameter types.")
+
+    def __repr__(self):
+        return f"<polymorphic {self._kind} computation {self.name}>"
+
+
+def federated_computation(*args):
+    """Decorates a Python function as a federated computation.
+
+    `@federated_computation(T1, T2)` declares parameter types (several become a struct named
+    after the Python parameters); bare `@federated_computation` is polymorphic, traced when
+    first called or used. `federated_computation(lambda: 'Hello, World!')()` works too.
+    """
+    return _decorator("federated", args)
+
+
+def tf_computation(*args):
+    """Decorates a Python function as a TensorFlow computation (traced by `tf.function`).
+
+    `@tf_computation(tf.int32, tf.int32) def add(x, y)` has type `(<x=int32,y=int32> ->
+    int32)`; a `SequenceType` parameter arrives as a `tf.data.Dataset`. Without types it is
+    polymorphic, traced per argument type at call time.
+    """
+    return _decorator("tf", args)
+
+
+def _decorator(kind, args):
+    if len(args) == 1 and _is_function(args[0]):
+        return _declare(args[0], kind, None, polymorphic=True)
+    types = [to_type(a) for a in args]
+
+    def decorate(fn):
+        return _declare(fn, kind, types, polymorphic=False)
+    return decorate
+
+
+def _is_function(value):
+    return callable(value) and not isinstance(value, (type, core.Type)) and \
+        not dtypes.is_dtype_like(value)
+
+
+def _declare(fn, kind, types, polymorphic):
+    name = getattr(fn, "__name__", "computation")
+    if name == "<lambda>":
+        name = "lambda"
+    if polymorphic:
+        if not _python_parameter_names(fn) and not _takes_varargs(fn):
+            return _build(fn, kind, None, name)
+        return PolymorphicComputation(fn, kind, name)
+    return _build(fn, kind, _parameter_type(fn, types), name)
+
+
+def _parameter_type(fn, types):
+    if not types:
+        return None
+    if len(types) == 1:
+        return types[0]
+    names = _python_parameter_names(fn)
+    if len(names) == len(types):
+        return core.StructType(list(zip(names, types)))
+    return core.StructType(types)
+
+
+def _python_parameter_names(fn):
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _takes_varargs(fn):
+    try:
+        return any(p.kind == p.VAR_POSITIONAL for p in inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+
+
+def _build(fn, kind, parameter_type, name):
+    try:
+        if kind == "tf":
+            from fcore.tracing.tf_function import TFFunction
+            leaf = TFFunction(fn, parameter_type, name)
+            return Computation(nodes.TFLeaf(name, leaf, leaf.type_signature), name)
+        ir, result_type = _trace_federated(fn, parameter_type, name)
+        return Computation(ir, name, result_type)
+    except _TRACE_ERRORS as e:
+        _annotate(e, kind, name, fn)
+        raise
+
+
+def _trace_federated(fn, parameter_type, name):
+    names = _python_parameter_names(fn)
+    spread = isinstance(parameter_type, core.StructType) and len(names) == len(
+        parameter_type) and len(names) != 1
+    if parameter_type is None:
+        parameter_name = None
+    elif spread or not names:
+        parameter_name = "arg"
+    else:
+        parameter_name = names[0]
+    trace = context.TraceContext(reserved={parameter_name} | set(names))
+    with context.tracing(trace):
+        if parameter_type is None:
+            result = fn()
+        else:
+            parameter = Value(nodes.Reference(parameter_name, parameter_type))
+            result = fn(*parameter) if spread else fn(parameter)
+        body = to_node(result)
+    result_type = _with_containers(result, body.type_signature)
+    bindings = list(trace.bindings)
+    if bindings and isinstance(body, nodes.Reference) and body.name == bindings[-1][0]:
+        body = bindings.pop()[1]  # `(let ... in _varN)` reads better as the call itself
+    if bindings:
+        body = nodes.Block(bindings, body)
+    return nodes.Lambda(parameter_name, parameter_type, body), result_type
+
+
+def _with_containers(result, type_):
+    """`type_` with the Python containers of the traced `result` recorded on its structs, so
+    calls return tuples, OrderedDicts and namedtuples as the function did."""
+    import collections
+    if isinstance(result, Value) and result.python_type is not None:
+        return result.python_type
+    if not isinstance(type_, core.StructType):
+        return type_
+    if isinstance(result, collections.abc.Mapping):
+        keys = list(result) if isinstance(result, collections.OrderedDict) else sorted(result)
+        return core.StructType([(k, _with_containers(result[k], t))
+                                for k, t in zip(keys, type_)], collections.OrderedDict)
+    if isinstance(result, tuple) and hasattr(type(result), "_fields"):
+        return core.StructType([(n, _with_containers(v, t)) for (n, t), v in
+                                zip(type_.items(), result)], type(result))
+    if isinstance(result, (list, tuple)):
+        return core.StructType([(n, _with_containers(v, t)) for (n, t), v in
+                                zip(type_.items(), result)], type(result))
+    return type_
+
+
+def _annotate(error, kind, name, fn):
+    if getattr(error, "_fcore_annotated", False) or not error.args:
+        return
+    location = context.traceback_location(error.__traceback__)
+    if location is None:
+        code = getattr(fn, "__code__", None)
+        location = f"{code.co_filename}:{code.co_firstlineno}" if code else "<unknown>"
+    what = "federated computation" if kind == "federated" else "TF computation"
+    message = f"{error.args[0]}\n  (in {what} '{name}', {location})"
+    error.args = (message,) + error.args[1:]
+    try:
+        error._fcore_annotated = True
+    except AttributeError:
+        pass
+
+
+def _has_values(args, kwargs):
+    return any(isinstance(a, Value) for a in list(args) + list(kwargs.values()))
+
+
+__all__ = ["Computation", "PolymorphicComputation", "federated_computation", "tf_computation",
+           "TypeMismatchError"]

@@ -1,0 +1,76 @@
+"""The tracing context: while a federated computation is traced, every call it makes is bound
+to a fresh local name, so each runs once however often its result is used."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+
+from fcore.ir import nodes
+
+_state = threading.local()
+_FCORE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class TraceContext:
+    def __init__(self, reserved=()):
+        self.bindings: list[tuple[str, nodes.Node]] = []
+        self.reserved = set(reserved)
+        self._counter = 0
+
+    def fresh_name(self, prefix="_var"):
+        while True:
+            self._counter += 1
+            name = f"{prefix}{self._counter}"
+            if name not in self.reserved:
+                self.reserved.add(name)
+                return name
+
+    def bind(self, node: nodes.Node) -> nodes.Reference:
+        name = self.fresh_name()
+        self.bindings.append((name, node))
+        return nodes.Reference(name, node.type_signature)
+
+
+def _stack():
+    if not hasattr(_state, "stack"):
+        _state.stack = []
+    return _state.stack
+
+
+def current() -> TraceContext | None:
+    stack = _stack()
+    return stack[-1] if stack else None
+
+
+@contextlib.contextmanager
+def tracing(context: TraceContext):
+    _stack().append(context)
+    try:
+        yield context
+    finally:
+        _stack().pop()
+
+
+def user_location():
+    """`file:line` of the innermost stack frame outside fcore (the user's code)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = os.path.abspath(frame.f_code.co_filename)
+        if not filename.startswith(_FCORE_DIR + os.sep) and "contextlib" not in filename:
+            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "<unknown>"
+
+
+def traceback_location(tb):
+    """`file:line` of the innermost traceback entry outside fcore, or None."""
+    location = None
+    while tb is not None:
+        filename = os.path.abspath(tb.tb_frame.f_code.co_filename)
+        if not filename.startswith(_FCORE_DIR + os.sep):
+            location = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return location

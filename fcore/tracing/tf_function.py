@@ -1,0 +1,235 @@
+"""TF leaves: a Python function traced by `tf.function` over the fcore parameter type, run on
+runtime values (NumPy values, `fcore.Struct`s, lists or `tf.data.Dataset`s for sequences)."""
+
+from __future__ import annotations
+
+import collections
+import inspect
+
+import numpy as np
+
+from fcore.struct import Struct
+from fcore.types import core
+
+
+class TFFunction:
+    """A traced TensorFlow function with an fcore `type_signature`."""
+
+    def __init__(self, fn, parameter_type, name):
+        import tensorflow as tf
+        self.name = name
+        self.parameter_type = parameter_type
+        self._fn = fn
+        self._result_type = None
+        specs = [] if parameter_type is None else [_spec(t) for t in _leaves(parameter_type)]
+
+        def traced(*flat):
+            argument = None if parameter_type is None else \
+                _unflatten(parameter_type, list(flat), for_python=True)
+            result = _call_python(fn, parameter_type, argument)
+            result = _to_tensors(result, tf)
+            self._result_type = _type_of(result)
+            return [leaf for leaf in _flatten_output(result)]
+
+        self._tf_function = tf.function(traced, input_signature=specs, autograph=True)
+        self._concrete = self._tf_function.get_concrete_function()
+        self.type_signature = core.FunctionType(parameter_type, self._result_type)
+
+    def run(self, value):
+        """Runs on a runtime value of the parameter type; returns a runtime value."""
+        flat = [] if self.parameter_type is None else \
+            [_to_tf_input(v, t) for v, t in zip(_flatten(self.parameter_type, value),
+                                                  _leaves(self.parameter_type))]
+        outputs = self._concrete(*flat)
+        return _unflatten(self.type_signature.result, list(outputs), for_python=False)
+
+    def __repr__(self):
+        return f"<TF computation {self.name}: {self.type_signature}>"
+
+
+def _call_python(fn, parameter_type, argument):
+    if parameter_type is None:
+        return fn()
+    if isinstance(parameter_type, core.StructType) and _spreads(fn, len(parameter_type)):
+        return fn(*argument)
+    return fn(argument)
+
+
+def _spreads(fn, count):
+    """Whether `fn` takes the elements of a `count`-element struct as separate arguments."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY,
+                                                      p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind == p.VAR_POSITIONAL for p in parameters):
+        return count != 1
+    return len(positional) == count and count != 1
+
+
+def _leaves(type_):
+    """The tensor and sequence types of `type_`, in order."""
+    if isinstance(type_, (core.TensorType, core.SequenceType)):
+        return [type_]
+    if isinstance(type_, core.StructType):
+        return [leaf for element in type_ for leaf in _leaves(element)]
+    raise TypeError(f"A TF computation cannot take or return a value of type {type_}; only "
+                    f"tensors, sequences and structs of them.")
+
+
+def _spec(type_):
+    import tensorflow as tf
+    if isinstance(type_, core.SequenceType):
+        return tf.data.DatasetSpec(element_spec(type_.element))
+    dtype = tf.string if type_.dtype.kind == "U" else tf.as_dtype(type_.dtype)
+    return tf.TensorSpec(type_.shape, dtype)
+
+
+def element_spec(type_):
+    """The `tf.data` element spec for an fcore type: OrderedDicts for named structs, tuples
+    for unnamed ones."""
+    if isinstance(type_, core.TensorType):
+        return _spec(type_)
+    if isinstance(type_, core.StructType):
+        names = type_.names()
+        if all(n is not None for n in names) and names:
+            return collections.OrderedDict((n, element_spec(t)) for n, t in type_.items())
+        if all(n is None for n in names):
+            return tuple(element_spec(t) for t in type_)
+    raise TypeError(f"A sequence element of type {type_} cannot be a tf.data element; use "
+                    f"tensors and structs whose elements are all named or all unnamed.")
+
+
+def _flatten(type_, value):
+    if isinstance(type_, core.StructType):
+        return [leaf for element_type, element in zip(type_, value)
+                for leaf in _flatten(element_type, element)]
+    return [value]
+
+
+def _unflatten(type_, flat, for_python):
+    """Rebuilds a value of `type_` from its leaves (consumed from the front of `flat`)."""
+    if isinstance(type_, core.StructType):
+        elements = [(name, _unflatten(t, flat, for_python)) for name, t in type_.items()]
+        if for_python:
+            return _python_container(type_, elements)
+        return Struct(elements)
+    leaf = flat.pop(0)
+    if for_python or isinstance(type_, core.SequenceType):
+        return leaf
+    return _numpy(leaf)
+
+
+def _python_container(type_, elements):
+    container = type_.python_container
+    values = [v for _, v in elements]
+    if container is None:
+        return Struct(elements)
+    if container is tuple or container is list:
+        return container(values)
+    if hasattr(container, "_fields"):
+        return container(*values)
+    if issubclass(container, dict):
+        return container(elements) if container is not dict else collections.OrderedDict(
+            elements)
+    return container(**dict(elements))
+
+
+def _numpy(tensor):
+    value = tensor.numpy()
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value[()]
+    return value
+
+
+def _to_tensors(result, tf):
+    if isinstance(result, (tf.Tensor, tf.data.Dataset)) or \
+            hasattr(result, "_type_spec") and not isinstance(result, tf.Variable):
+        return result
+    if isinstance(result, tf.Variable):
+        return tf.identity(result)
+    if isinstance(result, Struct):
+        return Struct([(n, _to_tensors(v, tf)) for n, v in result.items()])
+    if isinstance(result, collections.abc.Mapping):
+        return type(result)((k, _to_tensors(v, tf)) for k, v in result.items()) \
+            if not isinstance(result, collections.defaultdict) else \
+            {k: _to_tensors(v, tf) for k, v in result.items()}
+    if isinstance(result, tuple) and hasattr(type(result), "_fields"):
+        return type(result)(*[_to_tensors(v, tf) for v in result])
+    if isinstance(result, (list, tuple)):
+        return type(result)(_to_tensors(v, tf) for v in result)
+    if result is None:
+        raise TypeError("A TF computation must return a value, found None.")
+    return tf.convert_to_tensor(result)
+
+
+def _type_of(result):
+    import tensorflow as tf
+    if isinstance(result, tf.data.Dataset):
+        return core.SequenceType(_to_type(result.element_spec))
+    if isinstance(result, tf.Tensor):
+        return core.TensorType(result.dtype, result.shape)
+    if isinstance(result, Struct):
+        return core.StructType([(n, _type_of(v)) for n, v in result.items()])
+    if isinstance(result, collections.OrderedDict):
+        return core.StructType([(k, _type_of(v)) for k, v in result.items()],
+                               collections.OrderedDict)
+    if isinstance(result, collections.abc.Mapping):
+        return core.StructType([(k, _type_of(result[k])) for k in sorted(result)],
+                               collections.OrderedDict)
+    if isinstance(result, tuple) and hasattr(type(result), "_fields"):
+        return core.StructType([(k, _type_of(v)) for k, v in zip(result._fields, result)],
+                               type(result))
+    if isinstance(result, (list, tuple)):
+        return core.StructType([(None, _type_of(v)) for v in result], tuple)
+    raise TypeError(f"A TF computation returned {result!r}, which is not a tensor, dataset or "
+                    f"struct of them.")
+
+
+def _to_type(spec):
+    from fcore.types.conversion import to_type
+    return to_type(spec)
+
+
+def _flatten_output(result):
+    if isinstance(result, collections.abc.Mapping) and not isinstance(
+            result, collections.OrderedDict):
+        return [leaf for k in sorted(result) for leaf in _flatten_output(result[k])]
+    if isinstance(result, collections.abc.Mapping):
+        return [leaf for v in result.values() for leaf in _flatten_output(v)]
+    if isinstance(result, (Struct, list, tuple)):
+        return [leaf for v in result for leaf in _flatten_output(v)]
+    return [result]
+
+
+def _to_tf_input(value, type_):
+    if isinstance(type_, core.SequenceType):
+        return as_dataset(value, type_.element)
+    return value
+
+
+def as_dataset(value, element_type):
+    """A `tf.data.Dataset` for a runtime sequence (a dataset already, or a list)."""
+    import tensorflow as tf
+    if isinstance(value, tf.data.Dataset):
+        return value
+    spec = element_spec(element_type)
+    elements = [_to_nest(element_type, e) for e in value]
+    if not elements:
+        return tf.data.Dataset.from_generator(lambda: iter(()), output_signature=spec)
+    shapes = {tuple(np.shape(x) for x in tf.nest.flatten(e)) for e in elements}
+    if len(shapes) == 1:
+        stacked = tf.nest.map_structure(lambda *xs: np.stack(xs), *elements)
+        return tf.data.Dataset.from_tensor_slices(stacked)
+    return tf.data.Dataset.from_generator(lambda: iter(elements), output_signature=spec)
+
+
+def _to_nest(type_, value):
+    if isinstance(type_, core.StructType):
+        names = type_.names()
+        values = [_to_nest(t, v) for t, v in zip(type_, value)]
+        if names and all(n is not None for n in names):
+            return collections.OrderedDict(zip(names, values))
+        return tuple(values)
+    return value
