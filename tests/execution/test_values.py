@@ -333,7 +333,7 @@ def test_client_values_are_lists_with_one_member_per_client():
     assert [len(x) for x in nested] == [2, 3]
     rows = convert([[1.0, 2.0], [3.0, 6.0]], "{float32[2]}@CLIENTS")
     same(rows[1], np.array([3, 6], np.float32))
-    assert mismatch([1, 2, 6.0], "{float32}@CLIENTS").path == "[client 0]"
+    assert mismatch([1, 2, "x"], "{float32}@CLIENTS").path == "[client 0]"
 
 
 def test_client_values_rejected():
