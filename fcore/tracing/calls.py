@@ -46,17 +46,18 @@ def pack_arguments(parameter_type, args, kwargs, name):
     return Struct(list(zip(names, filled)))
 
 
-def call(function_node: nodes.Node, args, kwargs, name):
-    """Traces a call of `function_node` with Python/symbolic arguments; returns a `Value`."""
+def call(function_node: nodes.Node, args, kwargs, name, python_type=None):
+    """Traces a call of `function_node` with Python/symbolic arguments; returns a `Value`
+    (whose `python_type`, the callee's result type with containers, is kept for results)."""
     fn_type = function_node.type_signature
     if not isinstance(fn_type, core.FunctionType):
         raise TypeError(f"{name} is not a function: its type is {fn_type}.")
     argument = pack_arguments(fn_type.parameter, args, kwargs, name)
     if argument is None:
-        return values.bind(nodes.Call(function_node))
+        return values.bind(nodes.Call(function_node), python_type)
     node = values.to_node(argument, fn_type.parameter)
     node = _fit_struct(node, fn_type.parameter)
-    return values.bind(nodes.Call(function_node, node))
+    return values.bind(nodes.Call(function_node, node), python_type)
 
 
 def _fit_struct(node, parameter_type):

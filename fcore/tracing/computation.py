@@ -32,7 +32,7 @@ class Computation:
 
     def __call__(self, *args, **kwargs):
         if context.current() is not None or _has_values(args, kwargs):
-            return calls.call(self.ir, args, kwargs, self.name)
+            return calls.call(self.ir, args, kwargs, self.name, self.type_signature.result)
         from fcore.execution import runner
         return runner.call(self, args, kwargs)
 
@@ -236,9 +236,10 @@ def _with_containers(result, type_):
 def _annotate(error, kind, name, fn):
     if getattr(error, "_fcore_annotated", False) or not error.args:
         return
-    location = context.traceback_location(error.__traceback__)
+    code = getattr(fn, "__code__", None)
+    location = context.traceback_location(error.__traceback__,
+                                          code.co_filename if code else None)
     if location is None:
-        code = getattr(fn, "__code__", None)
         location = f"{code.co_filename}:{code.co_firstlineno}" if code else "<unknown>"
     what = "federated computation" if kind == "federated" else "TF computation"
     message = f"{error.args[0]}\n  (in {what} '{name}', {location})"

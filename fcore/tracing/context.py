@@ -18,6 +18,7 @@ class TraceContext:
     def __init__(self, reserved=()):
         self.bindings: list[tuple[str, nodes.Node]] = []
         self.reserved = set(reserved)
+        self.selections = {}  # (federated struct node, name, index) -> the mapped Value
         self._counter = 0
 
     def fresh_name(self, prefix="_var"):
@@ -65,12 +66,16 @@ def user_location():
     return "<unknown>"
 
 
-def traceback_location(tb):
-    """`file:line` of the innermost traceback entry outside fcore, or None."""
-    location = None
+def traceback_location(tb, preferred_file=None):
+    """`file:line` of the innermost traceback entry in `preferred_file` (the user's function),
+    else of the innermost one outside fcore, or None."""
+    location = preferred = None
     while tb is not None:
-        filename = os.path.abspath(tb.tb_frame.f_code.co_filename)
-        if not filename.startswith(_FCORE_DIR + os.sep):
-            location = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+        filename = tb.tb_frame.f_code.co_filename
+        here = f"{filename}:{tb.tb_lineno}"
+        if not os.path.abspath(filename).startswith(_FCORE_DIR + os.sep):
+            location = here
+        if filename == preferred_file:
+            preferred = here
         tb = tb.tb_next
-    return location
+    return preferred or location

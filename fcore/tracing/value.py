@@ -48,8 +48,11 @@ class Value:
         return list(super().__dir__()) + names
 
     def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
+        if name.startswith("__") or _struct_of(self.type_signature) is None:
+            # Not a struct: TensorFlow and NumPy probe attributes such as `shape` and then
+            # try a conversion, which `__tf_tensor__` and `__array__` explain.
+            raise AttributeError(f"{self} of type {self.type_signature} has no attribute "
+                                 f"{name!r}: only structs have named elements.")
         return _select(self, name=name)
 
     def __getitem__(self, key):
@@ -120,9 +123,16 @@ def _select(value, name=None, index=None):
     if isinstance(type_, core.FederatedType) and isinstance(type_.member, core.StructType):
         # Selecting from a federated struct maps the selection over its members.
         from fcore.intrinsics import api
+        ctx = context.current()
+        key = (value.node, name, index)
+        if ctx is not None and key in ctx.selections:  # select each element only once
+            return ctx.selections[key]
         param = nodes.Reference("_arg", type_.member)
         selector = nodes.Lambda("_arg", type_.member, nodes.Selection(param, name, index))
-        return api.federated_map(Value(selector), value)
+        selected = api.federated_map(Value(selector), value)
+        if ctx is not None:
+            ctx.selections[key] = selected
+        return selected
     return Value(nodes.Selection(value.node, name=name, index=index))
 
 
