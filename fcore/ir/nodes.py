@@ -208,8 +208,9 @@ class Literal(Node):
         else:
             array = np.asarray(value)
             converted = array.astype(type_signature.dtype)
-            if array.shape != type_signature.shape or not np.array_equal(
-                    converted, array, equal_nan=array.dtype.kind in "fc"):
+            rounds = type_signature.dtype.kind in "fc" and array.dtype.kind in "iufc"
+            if array.shape != type_signature.shape or not rounds and not np.array_equal(
+                    converted, array):
                 raise TypeError(f"Literal: {value!r} is not a value of type {type_signature}.")
             converted.setflags(write=False)
             value = converted

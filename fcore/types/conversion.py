@@ -16,7 +16,8 @@ from fcore.types import core, dtypes
 def to_type(spec):
     """Converts `spec` to an fcore `Type` (or returns `None` for `None`).
 
-    Accepted: a `Type`; a dtype (`tf.int32`, `np.int32`, `'int32'`); a `(dtype, shape)` pair;
+    Accepted: a `Type`; a dtype (`tf.int32`, `np.int32`, `'int32'`); a type in the text
+    notation (`'<a=int32,b=float32[?]>'`); a `(dtype, shape)` pair;
     a `tf.TensorSpec`; a `tf.data.DatasetSpec` (a sequence); and dicts, lists, tuples,
     namedtuples, attrs or dataclass instances of these (structs). A list of `(name, spec)`
     pairs gives a named struct.
@@ -30,7 +31,10 @@ def to_type(spec):
     if isinstance(spec, tuple) and len(spec) == 2 and _is_shape_like(spec[1]) \
             and dtypes.is_dtype_like(spec[0]):
         return core.TensorType(spec[0], spec[1])
-    if dtypes.is_dtype_like(spec):
+    if isinstance(spec, str) and not spec.isidentifier():  # text notation: 'float32[?,784]'
+        from fcore.syntax.types import parse_type
+        return parse_type(spec)
+    if dtypes.is_dtype_like(spec) or isinstance(spec, str):
         return core.TensorType(spec)
     if _is_struct_like(spec):
         return core.StructType(spec)
