@@ -14,6 +14,7 @@ from fcore.intrinsics.api import (federated_aggregate, federated_average, federa
 from fcore.struct import Struct
 from fcore.syntax.computations import ComputationTypeError, parse_computation
 from fcore.syntax.types import parse_type
+from fcore.templates import IterativeProcess
 from fcore.tracing.computation import (Computation, PolymorphicComputation,
                                        federated_computation, tf_computation)
 from fcore.tracing.value import Value
@@ -23,7 +24,7 @@ from fcore.types import (CLIENTS, SERVER, AbstractType, FederatedType, FunctionT
 
 __all__ = [
     "AbstractType", "CLIENTS", "CardinalityError", "Computation", "ComputationTypeError",
-    "ExecutionError", "FederatedType", "FunctionType", "PlacementLiteral", "PlacementType",
+    "ExecutionError", "FederatedType", "FunctionType", "IterativeProcess", "PlacementLiteral", "PlacementType",
     "PolymorphicComputation", "SERVER", "SequenceType", "Struct", "StructType", "TensorType",
     "Type", "TypeMismatchError", "TypeParseError", "Value", "execution_context",
     "federated_aggregate", "federated_average", "federated_broadcast", "federated_computation",

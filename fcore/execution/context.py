@@ -10,14 +10,17 @@ KINDS = ("reference",)
 
 
 class ExecutionContext:
-    def __init__(self, kind="reference", num_clients=None):
+    def __init__(self, kind="reference", num_clients=None, progress=None):
         if kind not in KINDS:
             raise ValueError(f"Unknown execution context {kind!r}; expected one of: "
                              f"{', '.join(KINDS)}.")
         if num_clients is not None and (not isinstance(num_clients, int) or num_clients < 0):
             raise ValueError(f"num_clients must be an int >= 0, found {num_clients!r}.")
+        if progress is not None and not callable(progress):
+            raise TypeError(f"progress must be a function (done, total), found {progress!r}.")
         self.kind = kind
         self.num_clients = num_clients
+        self.progress = progress
 
     def __repr__(self):
         return f"ExecutionContext({self.kind!r}, num_clients={self.num_clients})"
@@ -32,14 +35,15 @@ def current() -> ExecutionContext:
 
 
 @contextlib.contextmanager
-def execution_context(kind="reference", num_clients=None):
+def execution_context(kind="reference", num_clients=None, progress=None):
     """Runs the computations called inside the `with` block with executor `kind` and, where
-    no client-placed argument fixes it, `num_clients` clients.
+    no client-placed argument fixes it, `num_clients` clients. `progress(done, total)`, if
+    given, is called as each client's work in a `federated_map` finishes.
 
         with fcore.execution_context(num_clients=3):
             broadcast(2.5)
     """
-    context = ExecutionContext(kind, num_clients)
+    context = ExecutionContext(kind, num_clients, progress)
     if not hasattr(_state, "stack"):
         _state.stack = []
     _state.stack.append(context)

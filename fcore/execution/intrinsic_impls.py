@@ -102,6 +102,10 @@ def _weighted_mean(interp, fn_type, argument):
     value_type, weight_type = fn_type.parameter
     members = interp.members(argument[0], value_type)
     weights = np.asarray(interp.members(argument[1], weight_type), dtype=np.float64)
+    # A member of weight zero is left out, so a client with nothing to contribute (whose
+    # value may be NaN, as 0/0 metrics are) does not turn the mean into NaN.
+    members = [m for m, w in zip(members, weights) if w != 0]
+    weights = weights[weights != 0]
     total = weights.sum()
 
     def mean(t, *xs):

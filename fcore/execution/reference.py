@@ -35,9 +35,10 @@ class Interpreter:
     """Evaluates IR nodes. `num_clients` is used only where no client-placed value fixes the
     number of clients (a broadcast materialised per client, `federated_eval` at CLIENTS)."""
 
-    def __init__(self, num_clients=None, computation_name="computation"):
+    def __init__(self, num_clients=None, computation_name="computation", progress=None):
         self.num_clients = num_clients
         self.computation_name = computation_name
+        self.progress = progress
         self.client_index = None
 
     def evaluate(self, node: nodes.Node, env: Environment):
@@ -109,17 +110,20 @@ class Interpreter:
     def per_client(self, function, members):
         results = []
         outer = self.client_index
+        members = list(members)
         for index, member in enumerate(members):
             self.client_index = index
             try:
                 results.append(function(member))
             finally:
                 self.client_index = outer
+            if self.progress is not None and outer is None:
+                self.progress(index + 1, len(members))
         return results
 
 
-def run(computation, argument, num_clients):
+def run(computation, argument, num_clients, progress=None):
     """Runs `computation` (a `Computation`) on a runtime argument."""
-    interpreter = Interpreter(num_clients, computation.name)
+    interpreter = Interpreter(num_clients, computation.name, progress)
     function = interpreter.evaluate(computation.ir, Environment())
     return function(argument)

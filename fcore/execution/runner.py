@@ -23,8 +23,8 @@ def call(computation, args, kwargs):
             raise TypeMismatchError(f"Calling {computation.name} ({fn_type}): {e}",
                                     e.expected, e.found, e.path) from None
     num_clients = resolve_num_clients(computation, runtime)
-    executor = _EXECUTORS[context.current().kind]
-    result = executor(computation, runtime, num_clients)
+    current = context.current()
+    result = _EXECUTORS[current.kind](computation, runtime, num_clients, current.progress)
     return values.to_python(result, fn_type.result)
 
 

@@ -1,0 +1,162 @@
+"""Federated averaging (McMahan et al.), compiled to fcore computations.
+
+`next` broadcasts the server model, trains it on each client's data (a TF computation per
+client), averages the clients' weight changes weighted by their numbers of examples, applies
+them with the server optimizer, and aggregates the clients' metrics with the model's
+`federated_output_computation`:
+
+    (<S@SERVER,{B*}@CLIENTS> -> <S@SERVER,M@SERVER>)
+
+A client with no data, or whose update is not finite, gets weight zero and is left out of the
+means; `next.last_report` says how many there were, and a warning is issued. If no client
+remains, the state is unchanged."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import fcore
+from fcore.tracing import context as trace_context
+from learning import optimizers, training
+from learning.models import Model, TrainableModel
+from learning.weights import ModelWeights, pack
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundReport:
+    """What happened to the clients of one round."""
+    clients: int
+    empty: int
+    non_finite: int
+
+    @property
+    def skipped(self):
+        return self.empty + self.non_finite
+
+
+class FederatedAveragingNext(fcore.Computation):
+    """The `next` computation of federated averaging; after each call `last_report` holds a
+    `RoundReport` of skipped clients."""
+
+    def __init__(self, computation, counters):
+        super().__init__(computation.ir, computation.name, computation.type_signature.result)
+        self._counters = counters
+        self.last_report = None
+
+    def __call__(self, *args, **kwargs):
+        if trace_context.current() is not None or any(isinstance(a, fcore.Value) for a in args):
+            return super().__call__(*args, **kwargs)
+        self._counters.assign([0, 0, 0])
+        result = super().__call__(*args, **kwargs)
+        clients, empty, non_finite = (int(x) for x in self._counters.numpy())
+        self.last_report = RoundReport(clients, empty, non_finite)
+        if empty or non_finite:
+            warnings.warn(f"federated averaging: {empty + non_finite} of {clients} clients left "
+                          f"out of this round ({empty} with no data, {non_finite} with a "
+                          f"non-finite update).", RuntimeWarning, stacklevel=2)
+        return result
+
+
+def as_model(model):
+    if not isinstance(model, Model):
+        raise TypeError(f"model_fn must return a learning.Model (wrap Keras models with "
+                        f"learning.from_keras_model), found {type(model).__name__}.")
+    return model
+
+
+def build_federated_averaging_process(model_fn, client_optimizer_fn=None,
+                                      server_optimizer_fn=None):
+    """Federated averaging as an `fcore.IterativeProcess` of `initialize` and `next`.
+
+    `model_fn` builds a `learning.Model` (call it, do not pass a model). Client training uses
+    `client_optimizer_fn()` if given, else the model's own `train_on_batch` (a
+    `TrainableModel`), else a compiled Keras model's optimizer, else SGD(0.1). The server
+    applies the averaged change with `server_optimizer_fn()` (default SGD(1.0), which adopts
+    the average). Optimizers may be `tf.keras.optimizers.SGD`/`Adam` or `learning.optimizers`.
+    """
+    import tensorflow as tf
+    model = as_model(model_fn())
+    weights = ModelWeights(model)
+    use_model_step = client_optimizer_fn is None and isinstance(model, TrainableModel)
+    default_client = getattr(model, "optimizer", None)
+    client_optimizer = optimizers.build(
+        client_optimizer_fn,
+        optimizers.from_keras(default_client) if default_client is not None else
+        optimizers.SGD(0.1))
+    server_optimizer = optimizers.build(server_optimizer_fn, optimizers.SGD(1.0))
+    batch_type = fcore.to_type(model.input_spec)
+    data_type = fcore.SequenceType(batch_type)
+    trainable, non_trainable = weights.snapshot()
+    counters = tf.Variable([0, 0, 0], dtype=tf.int64, trainable=False, name="round_counters")
+
+    @fcore.tf_computation
+    def server_init():
+        model_weights = weights.as_struct([tf.constant(t) for t in trainable],
+                                          [tf.constant(t) for t in non_trainable])
+        return fcore.Struct([("model", model_weights),
+                             ("optimizer_state", server_optimizer.initialize(trainable))])
+
+    state_type = server_init.type_signature.result
+
+    @fcore.federated_computation
+    def initialize():
+        return fcore.federated_eval(server_init, fcore.SERVER)
+
+    @fcore.tf_computation(weights.type_signature, data_type)
+    def client_update(model_weights, dataset):
+        weights.assign(model_weights)
+        training.reset_local_variables(model)
+        initial = [tf.identity(training.tf_variable(v).read_value())
+                   for v in weights.trainable_variables()]
+        count = training.train(model, dataset, client_optimizer, use_model_step)
+        delta = [training.tf_variable(v).read_value() - i
+                 for v, i in zip(weights.trainable_variables(), initial)]
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(d)) for d in delta])
+        keep = tf.logical_and(finite, count > 0)
+        counters.assign_add(tf.stack([tf.constant(1, tf.int64),
+                                      tf.cast(count <= 0, tf.int64),
+                                      tf.cast(tf.logical_and(count > 0,
+                                                             tf.logical_not(finite)), tf.int64)]))
+        delta = [tf.where(keep, d, tf.zeros_like(d)) for d in delta]
+        outputs = training.zero_weight_outputs(model.report_local_outputs(), keep)
+        return fcore.Struct([("weights_delta", pack(weights.trainable, delta)),
+                             ("client_weight", tf.where(keep, count, 0.0)),
+                             ("model_output", outputs)])
+
+    @fcore.tf_computation(state_type, weights.trainable_type)
+    def server_update(state, weights_delta):
+        current = list(state.model.trainable)
+        delta = list(weights_delta)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(d)) for d in delta])
+        safe = [tf.where(finite, d, tf.zeros_like(d)) for d in delta]
+        optimizer_state, new = server_optimizer.apply(state.optimizer_state, current,
+                                                      [-d for d in safe])
+        chosen = [tf.where(finite, n, c) for n, c in zip(new, current)]
+        kept_state = tf.nest.map_structure(lambda n, o: tf.where(finite, n, o),
+                                           tuple(optimizer_state), tuple(state.optimizer_state))
+        model_weights = fcore.Struct([("trainable", pack(weights.trainable, chosen)),
+                                      ("non_trainable", state.model.non_trainable)])
+        return fcore.Struct([("model", model_weights), ("optimizer_state", kept_state)])
+
+    parameter = fcore.StructType([fcore.FederatedType(state_type, fcore.SERVER),
+                                  fcore.FederatedType(data_type, fcore.CLIENTS)])
+
+    @fcore.federated_computation(parameter)
+    def next_round(server_state, federated_dataset):
+        client_model = fcore.federated_broadcast(server_state.model)
+        client_outputs = fcore.federated_map(
+            client_update, fcore.federated_zip((client_model, federated_dataset)))
+        delta = fcore.federated_mean(client_outputs.weights_delta, client_outputs.client_weight)
+        new_state = fcore.federated_map(server_update, fcore.federated_zip((server_state, delta)))
+        metrics = model.federated_output_computation(client_outputs.model_output)
+        return new_state, _placed_at_server(metrics)
+
+    return fcore.IterativeProcess(initialize, FederatedAveragingNext(next_round, counters))
+
+
+def _placed_at_server(metrics):
+    """Metrics as one server value: a struct of server values is zipped."""
+    if isinstance(metrics.type_signature, fcore.FederatedType):
+        return metrics
+    return fcore.federated_zip(metrics)

@@ -1,0 +1,76 @@
+"""The TensorFlow work of one client: load the broadcast weights into the model, run over the
+client's data, and report. Shared by federated averaging and federated evaluation."""
+
+from __future__ import annotations
+
+import collections
+
+
+def tf_variable(variable):
+    """The `tf.Variable` behind a Keras 3 variable (or the variable itself)."""
+    import tensorflow as tf
+    return variable if isinstance(variable, tf.Variable) else getattr(variable, "value", variable)
+
+
+def reset_local_variables(model):
+    for variable in model.local_variables:
+        variable.assign(_zeros_like(variable))
+
+
+def _zeros_like(variable):
+    import tensorflow as tf
+    return tf.zeros(variable.shape, tf.as_dtype(variable.dtype))
+
+
+def batch_size(batch, output):
+    import tensorflow as tf
+    if output is not None and getattr(output, "num_examples", None) is not None:
+        return tf.cast(output.num_examples, tf.float32)
+    first = tf.nest.flatten(batch)[0]
+    return tf.cast(tf.shape(first)[0], tf.float32)
+
+
+def train(model, dataset, optimizer, use_model_step):
+    """Trains on every batch of `dataset`; returns the number of examples seen.
+
+    With `use_model_step`, each batch goes to the model's own `train_on_batch`; otherwise a
+    forward pass under a gradient tape and a step of the functional `optimizer`."""
+    import tensorflow as tf
+    count = tf.constant(0.0)
+    if use_model_step:
+        for batch in dataset:
+            output = model.train_on_batch(batch)
+            count += batch_size(batch, output)
+        return count
+    variables = [tf_variable(v) for v in model.trainable_variables]
+    state = optimizer.initialize([v.read_value() for v in variables])
+    for batch in dataset:
+        with tf.GradientTape() as tape:
+            output = model.forward_pass(batch, training=True)
+        current = [v.read_value() for v in variables]
+        gradients = tape.gradient(output.loss, variables)
+        gradients = [tf.zeros_like(c) if g is None else tf.convert_to_tensor(g)
+                     for c, g in zip(current, gradients)]
+        state, new = optimizer.apply(state, current, gradients)
+        for variable, value in zip(variables, new):
+            variable.assign(value)
+        count += batch_size(batch, output)
+    return count
+
+
+def evaluate(model, dataset):
+    """Runs the forward pass (not training) over `dataset`."""
+    for batch in dataset:
+        model.forward_pass(batch, training=False)
+
+
+def zero_weight_outputs(outputs, keep):
+    """`outputs` (the client's `report_local_outputs()`), with its `num_examples` set to zero
+    unless `keep`, so that weighted means over clients leave a rejected client out."""
+    import tensorflow as tf
+    if isinstance(outputs, collections.abc.Mapping) and "num_examples" in outputs:
+        outputs = type(outputs)(outputs) if not isinstance(outputs, dict) or isinstance(
+            outputs, collections.OrderedDict) else dict(outputs)
+        count = outputs["num_examples"]
+        outputs["num_examples"] = tf.where(keep, count, tf.zeros_like(count))
+    return outputs
