@@ -90,6 +90,7 @@ class Interpreter:
                 raise ExecutionError(f"TF computation '{node.name}' failed{where} (in "
                                      f"'{self.computation_name}'): {type(e).__name__}: "
                                      f"{e}") from e
+        run.is_client_work = True  # progress is reported for maps of TF work
         return run
 
     # Helpers for the intrinsics ----------------------------------------------------------
@@ -108,6 +109,7 @@ class Interpreter:
         return self.num_clients
 
     def per_client(self, function, members):
+        report = self.progress is not None and getattr(function, "is_client_work", False)
         results = []
         outer = self.client_index
         members = list(members)
@@ -117,7 +119,7 @@ class Interpreter:
                 results.append(function(member))
             finally:
                 self.client_index = outer
-            if self.progress is not None and outer is None:
+            if report and outer is None:
                 self.progress(index + 1, len(members))
         return results
 
