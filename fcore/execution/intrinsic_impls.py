@@ -93,8 +93,13 @@ def _mean(interp, fn_type, value):
     members = interp.members(value, fn_type.parameter)
     count = len(members)
     return map_structure(
-        lambda t, *xs: _cast(t, np.add.reduce(np.asarray(xs, dtype=np.float64), axis=0) / count)
+        lambda t, *xs: _cast(t, np.add.reduce(np.asarray(xs, dtype=_wide(t)), axis=0) / count)
         if xs else _cast(t, np.full(t.shape, np.nan)), fn_type.result.member, *members)
+
+
+def _wide(type_):
+    """The accumulation dtype for means: complex128 for complex tensors, else float64."""
+    return np.complex128 if type_.dtype.kind == "c" else np.float64
 
 
 @_implements("federated_weighted_mean")
@@ -111,7 +116,7 @@ def _weighted_mean(interp, fn_type, argument):
     def mean(t, *xs):
         if not xs:
             return _cast(t, np.full(t.shape, np.nan))
-        stacked = np.asarray(xs, dtype=np.float64)
+        stacked = np.asarray(xs, dtype=_wide(t))
         weighted = np.tensordot(weights, stacked, axes=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             return _cast(t, weighted / total)

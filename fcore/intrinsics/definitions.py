@@ -10,7 +10,7 @@ from typing import Callable
 from fcore.types import core
 from fcore.types.placements import CLIENTS, SERVER
 
-_NUMERIC = "biuf"
+_NUMERIC = "iuf"  # NumPy kinds: ints, unsigned ints, floats (not bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +94,10 @@ def _check_param(fn_type, expected, uri, role):
 
 
 def _without_federated(type_, what, placement):
-    if core.find_path(type_, (core.FederatedType, core.FunctionType)) is not None:
+    if core.find_path(type_, (core.FunctionType,)) is not None:
+        raise TypeError(f"Cannot place value {what} at {placement.name}: it is or contains a "
+                        f"function; only data (tensors, structs, sequences) can be placed.")
+    if core.find_path(type_, (core.FederatedType,)) is not None:
         raise TypeError(f"Cannot place value {what} containing federated types at another "
                         f"placement; requested to be placed at {placement.name}.")
 
@@ -225,9 +228,15 @@ def _aggregate(t):
     accumulate = _fn(accumulate, "federated_aggregate", "`accumulate`")
     _check_param(accumulate, core.StructType([zero, value.member]), "federated_aggregate",
                  "accumulate")
+    if not zero.is_assignable_from(accumulate.result):
+        raise TypeError(f"Expected parameter `accumulate` to return the type of `zero`, {zero}, "
+                        f"but it returns {accumulate.result}.")
     merge = _fn(merge, "federated_aggregate", "`merge`")
     _check_param(merge, core.StructType([accumulate.result, accumulate.result]),
                  "federated_aggregate", "merge")
+    if not zero.is_assignable_from(merge.result):
+        raise TypeError(f"Expected parameter `merge` to return the type of `zero`, {zero}, but "
+                        f"it returns {merge.result}.")
     report = _fn(report, "federated_aggregate", "`report`")
     _check_param(report, merge.result, "federated_aggregate", "report")
     return core.FederatedType(report.result, SERVER)
@@ -288,10 +297,10 @@ def _unplaced(t):
     return core.StructType([(name, _unplaced(element)) for name, element in t.items()])
 
 
-_define("federated_zip_at_server", "(<T@SERVER,U@SERVER,...> -> <T,U,...>@SERVER)",
-        "A struct of server values as one server value of structs.")(_zip_rule(SERVER))
-_define("federated_zip_at_clients", "(<{T}@CLIENTS,{U}@CLIENTS,...> -> {<T,U,...>}@CLIENTS)",
-        "A struct of client values as one client value of structs.")(_zip_rule(CLIENTS))
+_define("federated_zip_at_server", "(<T@SERVER,U@SERVER> -> <T,U>@SERVER)",
+        "A struct of server values (any number, nested) as one server value of structs.")(_zip_rule(SERVER))
+_define("federated_zip_at_clients", "(<{T}@CLIENTS,{U}@CLIENTS> -> {<T,U>}@CLIENTS)",
+        "A struct of client values (any number, nested) as one client value of structs.")(_zip_rule(CLIENTS))
 
 
 # Sequences ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fcore.ir import nodes
 from fcore.tracing import value as values
 from fcore.types import core
+from fcore.types.errors import TypeMismatchError
 
 
 def pack_arguments(parameter_type, args, kwargs, name):
@@ -16,18 +17,20 @@ def pack_arguments(parameter_type, args, kwargs, name):
     count = len(args) + len(kwargs)
     if parameter_type is None:
         if count:
-            raise TypeError(f"{name} takes no arguments, found {count}.")
+            raise TypeMismatchError(f"{name} takes no arguments, found {count}.")
         return None
     if count == 0:
-        raise TypeError(f"{name} takes an argument of type {parameter_type}, found none.")
+        raise TypeMismatchError(f"{name} takes an argument of type {parameter_type}, found none.",
+                                parameter_type)
     if count == 1 and not kwargs:
         return args[0]
     if not isinstance(parameter_type, core.StructType):
-        raise TypeError(f"{name} takes one argument of type {parameter_type}, found {count}.")
+        raise TypeMismatchError(f"{name} takes one argument of type {parameter_type}, found "
+                                f"{count}.", parameter_type)
     elements = list(parameter_type.items())
     if len(args) > len(elements):
-        raise TypeError(f"{name} takes {len(elements)} arguments ({parameter_type}), found "
-                        f"{len(args)} positional arguments.")
+        raise TypeMismatchError(f"{name} takes {len(elements)} arguments ({parameter_type}), "
+                                f"found {len(args)} positional arguments.", parameter_type)
     filled = list(args)
     names = [n for n, _ in elements]
     for key in kwargs:

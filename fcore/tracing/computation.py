@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 
 from fcore.ir import nodes, printer
 from fcore.tracing import calls, context
@@ -87,8 +88,11 @@ class PolymorphicComputation:
             names = _python_parameter_names(self._fn)
             positional = [(names[i] if i < len(names) else None, infer_type(a))
                           for i, a in enumerate(args)]
+            # Keyword arguments take their places in the Python signature's order.
+            order = {name: i for i, name in enumerate(names)}
+            keywords = sorted(kwargs.items(), key=lambda kv: order.get(kv[0], len(order)))
             parameter_type = core.StructType(
-                positional + [(k, infer_type(v)) for k, v in kwargs.items()])
+                positional + [(k, infer_type(v)) for k, v in keywords])
         return self.instantiate(parameter_type)(*args, **kwargs)
 
     @property
@@ -147,13 +151,24 @@ def _declare(fn, kind, types, polymorphic):
 
 
 def _parameter_type(fn, types):
+    names = _python_parameter_names(fn)
+    name = getattr(fn, "__name__", "the function")
+    varargs = _takes_varargs(fn)
     if not types:
+        if names and not varargs:
+            raise TypeError(f"{name} takes {len(names)} parameters, but no types were given.")
         return None
     if len(types) == 1:
+        struct_fits = isinstance(types[0], core.StructType) and len(types[0]) == len(names)
+        if len(names) > 1 and not struct_fits and not varargs:
+            raise TypeError(f"{name} takes {len(names)} parameters ({', '.join(names)}), but "
+                            f"one type, {types[0]}, was given.")
         return types[0]
-    names = _python_parameter_names(fn)
     if len(names) == len(types):
         return core.StructType(list(zip(names, types)))
+    if not varargs:
+        raise TypeError(f"{name} takes {len(names)} parameters ({', '.join(names)}), but "
+                        f"{len(types)} types were given.")
     return core.StructType(types)
 
 
@@ -237,10 +252,15 @@ def _annotate(error, kind, name, fn):
     if getattr(error, "_fcore_annotated", False) or not error.args:
         return
     code = getattr(fn, "__code__", None)
-    location = context.traceback_location(error.__traceback__,
-                                          code.co_filename if code else None)
-    if location is None:
-        location = f"{code.co_filename}:{code.co_firstlineno}" if code else "<unknown>"
+    preferred = code.co_filename if code else None
+    location = context.traceback_location(error.__traceback__, preferred)
+    if code is not None and (location is None or kind == "tf" and
+                             not location.startswith(preferred + ":")):
+        # TensorFlow runs a converted copy of the function; its message names the user's line.
+        found = re.search(rf'File "({re.escape(preferred)})", line (\d+), in '
+                          rf'{re.escape(code.co_name)}\b', str(error))
+        location = f"{found.group(1)}:{found.group(2)}" if found else \
+            f"defined at {code.co_filename}:{code.co_firstlineno}"
     what = "federated computation" if kind == "federated" else "TF computation"
     message = f"{error.args[0]}\n  (in {what} '{name}', {location})"
     error.args = (message,) + error.args[1:]

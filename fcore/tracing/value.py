@@ -10,10 +10,9 @@ from fcore.ir import nodes
 from fcore.tracing import context
 from fcore.types import core
 
-_MOVE_TO_TF = ("{what} is not allowed on the federated value {value} inside a "
-               "federated_computation: federated computations only orchestrate. Move this "
-               "code into an @fcore.tf_computation and apply it with fcore.federated_map (or "
-               "call it on an unplaced value).")
+_MOVE_TO_TF = ("{what} is not allowed on {value} inside a federated_computation: federated "
+               "computations only orchestrate. Move this code into an @fcore.tf_computation "
+               "and apply it with fcore.federated_map (or call it on an unplaced value).")
 
 
 class Value:
@@ -86,18 +85,18 @@ class Value:
 
     def __bool__(self):
         raise TypeError(_MOVE_TO_TF.format(what="Python control flow (a truth test)",
-                                           value=self))
+                                           value=_described(self)))
 
     def __tf_tensor__(self, dtype=None, name=None):
-        raise TypeError(_MOVE_TO_TF.format(what="A TensorFlow operation", value=self))
+        raise TypeError(_MOVE_TO_TF.format(what="A TensorFlow operation", value=_described(self)))
 
     def __array__(self, *args, **kwargs):
-        raise TypeError(_MOVE_TO_TF.format(what="A NumPy operation", value=self))
+        raise TypeError(_MOVE_TO_TF.format(what="A NumPy operation", value=_described(self)))
 
 
 def _arithmetic(symbol):
     def method(self, *args):
-        raise TypeError(_MOVE_TO_TF.format(what=f"The operator {symbol}", value=self))
+        raise TypeError(_MOVE_TO_TF.format(what=f"The operator {symbol}", value=_described(self)))
     return method
 
 
@@ -108,6 +107,12 @@ for _name, _symbol in [("add", "+"), ("sub", "-"), ("mul", "*"), ("truediv", "/"
 for _name, _symbol in [("neg", "unary -"), ("abs", "abs()"), ("lt", "<"), ("le", "<="),
                        ("gt", ">"), ("ge", ">=")]:
     setattr(Value, f"__{_name}__", _arithmetic(_symbol))
+
+
+def _described(value):
+    kind = "the federated value" if isinstance(value.type_signature, core.FederatedType) \
+        else "the value"
+    return f"{kind} {value} of type {value.type_signature}"
 
 
 def _struct_of(type_):
@@ -124,7 +129,7 @@ def _select(value, name=None, index=None):
         # Selecting from a federated struct maps the selection over its members.
         from fcore.intrinsics import api
         ctx = context.current()
-        key = (value.node, name, index)
+        key = (value.node, type_.member.index_of(name) if name is not None else index)
         if ctx is not None and key in ctx.selections:  # select each element only once
             return ctx.selections[key]
         param = nodes.Reference("_arg", type_.member)
