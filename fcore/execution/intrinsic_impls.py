@@ -50,6 +50,11 @@ def _sum(type_, members):
 
 @_implements("federated_broadcast")
 def _broadcast(interp, fn_type, value):
+    if not fn_type.parameter.all_equal:  # `{T}@SERVER`: the server has one member
+        if len(value) != 1:
+            raise ExecutionError(f"A value of type {fn_type.parameter} to broadcast must have "
+                                 f"exactly one member at the server, found {len(value)}.")
+        return value[0]
     return value
 
 
@@ -79,6 +84,8 @@ def _map(interp, fn_type, argument):
 @_implements("federated_apply")
 def _apply(interp, fn_type, argument):
     fn, value = argument
+    if not fn_type.parameter[1].all_equal:  # `{T}@SERVER`: a list of the server's members
+        return [fn(member) for member in value]
     return fn(value)
 
 
@@ -168,14 +175,15 @@ def _secure_sum(interp, fn_type, argument, bounds_of, modulus_of, what):
         modulus = modulus_of(limit, len(members))
         total = 0
         for client, member in enumerate(members):
-            leaf = np.asarray(_leaves(member)[position], dtype=object)
+            # Python ints: exact, whatever the width of the dtype.
+            leaf = np.array(np.asarray(_leaves(member)[position]).tolist(), dtype=object)
             if np.any(leaf < 0) or np.any(leaf > limit):
                 raise ExecutionError(f"{what}: the value {leaf.tolist()} of client {client} is "
                                      f"outside [0, {limit}].")
             total = (total + leaf) % modulus
         if not members:
             total = np.zeros(leaf_type.shape or (), dtype=object)
-        sums.append(_cast(leaf_type, np.asarray(total, dtype=np.int64)))
+        sums.append(_cast(leaf_type, np.asarray(total).astype(leaf_type.dtype)))
     return _rebuild(value_type.member, sums)
 
 

@@ -49,6 +49,9 @@ def to_runtime(value, type_spec, path=""):
     if isinstance(type_spec, core.FederatedType):
         if type_spec.all_equal:
             return to_runtime(value, type_spec.member, path)
+        if type_spec.placement is not CLIENTS and (
+                not isinstance(value, (list, tuple)) or _is_namedtuple(value)):
+            value = [value]  # the server's one member
         if not isinstance(value, (list, tuple)) or _is_namedtuple(value):
             raise _mismatch(type_spec, value, path, f"a value placed at "
                             f"{type_spec.placement.name} that is not all-equal is given as a "
@@ -65,7 +68,7 @@ def to_runtime(value, type_spec, path=""):
             where = f" at {diff[0]}" if diff[0] else ""
             raise _mismatch(type_spec, value, path, f"its type {signature} does not fit; "
                                                     f"first difference{where}: {diff[1]}")
-        return value
+        return _runtime_function(value)
     where = f" at {path}" if path else ""
     raise TypeError(f"Cannot convert {_describe(value)}{where} to a value of type {type_spec}: "
                     f"only tensor, struct, sequence, federated and function types have "
@@ -127,6 +130,23 @@ def _collect_clients(value, type_spec, path, found):
     elif isinstance(type_spec, core.StructType):
         for index, ((name, element), v) in enumerate(zip(type_spec.items(), value)):
             _collect_clients(v, element, _child(path, name, index), found)
+
+
+def _runtime_function(computation):
+    """A computation given as an argument, callable on runtime values (so that its results
+    stay runtime values, not the Python containers a user call returns)."""
+    ir = getattr(computation, "ir", None)
+    if ir is None:
+        return computation
+    from fcore.execution import reference
+
+    def call(argument):
+        function = reference.Interpreter(None, computation.name).evaluate(
+            ir, reference.Environment())
+        return function(argument)
+    call.type_signature = computation.type_signature
+    call.computation = computation
+    return call
 
 
 # Tensors.

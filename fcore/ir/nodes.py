@@ -207,8 +207,10 @@ class Literal(Node):
             value = value.decode("utf-8") if isinstance(value, bytes) else str(value)
         else:
             array = np.asarray(value)
-            converted = array.astype(type_signature.dtype)
-            rounds = type_signature.dtype.kind in "fc" and array.dtype.kind in "iufc"
+            with np.errstate(over="ignore", invalid="ignore"):
+                converted = array.astype(type_signature.dtype)
+            rounds = type_signature.dtype.kind in "fc" and array.dtype.kind in "iufc" and \
+                np.array_equal(np.isfinite(converted), np.isfinite(array))  # no overflow
             if array.shape != type_signature.shape or not rounds and not np.array_equal(
                     converted, array):
                 raise TypeError(f"Literal: {value!r} is not a value of type {type_signature}.")

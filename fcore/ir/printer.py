@@ -106,10 +106,7 @@ def literal_text(node: nodes.Literal) -> str:
     name = core.dtypes.dtype_name(type_.dtype)
     if name == "str":
         return json.dumps(node.value)
-    value = node.value
-    if not np.all(np.isfinite(value)) if value.dtype.kind in "fc" else False:
-        raise ValueError(f"Cannot print the non-finite literal {value} as text.")
-    body = _value_text(value.tolist(), name)
+    body = _value_text(node.value.tolist(), name)
     if type_.shape == () and name in _DEFAULT_LITERAL_DTYPES:
         return body
     return f"{body}:{type_}"
@@ -121,9 +118,20 @@ def _value_text(value, dtype_name):
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, complex):
-        raise ValueError("Complex literals have no text form.")
+        part = "float32" if dtype_name == "complex64" else "float64"
+        imag = _float_text(value.imag, part)
+        sign = "" if imag.startswith("-") else "+"
+        return f"{_float_text(value.real, part)}{sign}{imag}j"
     if isinstance(value, float):
-        text = str(np.dtype(dtype_name).type(value)) if dtype_name.startswith("float") \
-            else repr(value)
-        return text if any(c in text for c in ".en") else text + ".0"
+        return _float_text(value, dtype_name)
     return str(value)
+
+
+def _float_text(value, dtype_name):
+    """The shortest text that reads back as the same value of `dtype_name`; `inf`, `-inf`
+    and `nan` for non-finite values."""
+    if not np.isfinite(value):
+        return "nan" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    text = str(np.dtype(dtype_name).type(value)) if dtype_name.startswith("float") else \
+        repr(value)
+    return text if any(c in text for c in ".en") else text + ".0"

@@ -27,7 +27,11 @@ def _types_transformer():
     class ImportedTypes(_transformer_base()):
         def __default__(self, data, children, meta):
             if data.startswith("types__"):
-                return getattr(builder, data[len("types__"):])(children)
+                try:
+                    return getattr(builder, data[len("types__"):])(children)
+                except (TypeError, ValueError) as e:  # Lark wraps only named callbacks
+                    raise lark.exceptions.VisitError(data, lark.Tree(data, children, meta),
+                                                     e) from e
             return lark.Tree(data, children, meta)
     return ImportedTypes()
 
@@ -152,7 +156,9 @@ def _value(tree):
     kind = tree.data
     if kind == "number":
         text = str(tree.children[0])
-        return float(text) if any(c in text for c in ".eE") else int(text)
+        return float(text) if any(c in text for c in ".eEna") else int(text)
+    if kind == "complex_number":
+        return complex(str(tree.children[0]).replace("inf", "inf").replace("nan", "nan"))
     if kind == "string":
         return json.loads(str(tree.children[0]))
     if kind in ("true", "false"):
