@@ -6,11 +6,11 @@ import contextlib
 import threading
 
 _state = threading.local()
-KINDS = ("reference",)
+KINDS = ("reference", "fast")
 
 
 class ExecutionContext:
-    def __init__(self, kind="reference", num_clients=None, progress=None):
+    def __init__(self, kind="fast", num_clients=None, progress=None):
         if kind not in KINDS:
             raise ValueError(f"Unknown execution context {kind!r}; expected one of: "
                              f"{', '.join(KINDS)}.")
@@ -35,8 +35,9 @@ def current() -> ExecutionContext:
 
 
 @contextlib.contextmanager
-def execution_context(kind="reference", num_clients=None, progress=None):
-    """Runs the computations called inside the `with` block with executor `kind` and, where
+def execution_context(kind="fast", num_clients=None, progress=None):
+    """Runs the computations called inside the `with` block with executor `kind` ("fast", the
+    default: streaming aggregation; "reference": the plain interpreter) and, where
     no client-placed argument fixes it, `num_clients` clients. `progress(done, total)`, if
     given, is called as each client's work in a `federated_map` finishes.
 

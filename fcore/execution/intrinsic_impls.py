@@ -213,18 +213,25 @@ def _bounds(bound, bound_type, count):
 @_implements("federated_secure_sum")
 def _secure_sum_max_input(interp, fn_type, argument):
     return _secure_sum(interp, fn_type, argument, _bounds,
-                       lambda limit, n: n * limit + 1, "federated_secure_sum")
+                       lambda limit, n: secure_modulus(limit, n, False), "federated_secure_sum")
+
+
+def secure_modulus(limit, num_clients, bitwidth):
+    """The range a secure-aggregation protocol sums in: `num_clients * max_input + 1` for
+    `federated_secure_sum`, `2**(bitwidth + ceil(log2(num_clients)))` for the bitwidth form;
+    both hold every sum of valid values."""
+    if not bitwidth:
+        return num_clients * limit + 1
+    bits = (limit + 1).bit_length() - 1
+    return 2 ** (bits + math.ceil(math.log2(max(num_clients, 1))))
 
 
 @_implements("federated_secure_sum_bitwidth")
 def _secure_sum_bitwidth(interp, fn_type, argument):
     def bounds(bound, bound_type, count):
         return [2 ** b - 1 for b in _bounds(bound, bound_type, count)]
-
-    def modulus(limit, n):
-        bitwidth = (limit + 1).bit_length() - 1
-        return 2 ** (bitwidth + math.ceil(math.log2(max(n, 1))))
-    return _secure_sum(interp, fn_type, argument, bounds, modulus,
+    return _secure_sum(interp, fn_type, argument, bounds,
+                       lambda limit, n: secure_modulus(limit, n, True),
                        "federated_secure_sum_bitwidth")
 
 

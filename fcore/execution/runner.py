@@ -3,13 +3,13 @@ anything runs), fix the number of clients, run it in the current context, conver
 
 from __future__ import annotations
 
-from fcore.execution import context, reference, values
+from fcore.execution import context, reference, streaming, values
 from fcore.execution.errors import needs_num_clients
 from fcore.tracing.calls import pack_arguments
 from fcore.types import core
 from fcore.types.errors import TypeMismatchError
 
-_EXECUTORS = {"reference": reference.run}
+_EXECUTORS = {"reference": reference.run, "fast": streaming.run}
 
 
 def call(computation, args, kwargs):

@@ -380,14 +380,12 @@ def _round_trip(program, comp, failures):
                             f"      {again}")
 
 
-def _call(comp, arguments, num_clients):
-    if num_clients is None:
-        return comp(*arguments)
-    with fcore.execution_context(num_clients=num_clients):
+def _call(comp, arguments, num_clients, executor):
+    with fcore.execution_context(executor, num_clients=num_clients):
         return comp(*arguments)
 
 
-def _run_check(program, comp, check, failures):
+def _run_check(program, comp, check, failures, executor):
     where = f"{program.where(check.line)}: {check.kind}: {check.arguments} => {check.expected}"
     arguments = value_of(check.arguments, where)
     if not isinstance(arguments, tuple):
@@ -395,7 +393,7 @@ def _run_check(program, comp, check, failures):
     if check.kind == "call":
         expected = value_of(check.expected, where)
         try:
-            result = _call(comp, arguments, check.num_clients)
+            result = _call(comp, arguments, check.num_clients, executor)
         except Exception as e:  # noqa: BLE001
             failures.append(f"{where}\n      raised {_one_line(e)}")
             return
@@ -407,7 +405,7 @@ def _run_check(program, comp, check, failures):
     cls = _exception(name.strip(), where)
     message = message.strip()
     try:
-        result = _call(comp, arguments, check.num_clients)
+        result = _call(comp, arguments, check.num_clients, executor)
     except Exception as e:  # noqa: BLE001
         if not isinstance(e, cls):
             failures.append(f"{where}\n      raised {_one_line(e)}")
@@ -417,7 +415,7 @@ def _run_check(program, comp, check, failures):
     failures.append(f"{where}\n      returned {result!r} instead of raising")
 
 
-def run_program(program):
+def run_program(program, executor="reference"):
     failures = []
     if program.parse_error is not None:
         _run_negative(program, failures)
@@ -442,8 +440,11 @@ def run_program(program):
                             f"{expected_text}\n      found\n      {printed}")
     _round_trip(program, comp, failures)
     for check in program.checks:
-        _run_check(program, comp, check, failures)
+        _run_check(program, comp, check, failures, executor)
     return failures
+
+
+EXECUTORS = ("reference", "fast")
 
 
 def _params():
@@ -456,11 +457,14 @@ def _params():
     return params
 
 
+@pytest.mark.parametrize("executor", EXECUTORS)
 @pytest.mark.parametrize("path", _params())
-def test_program(path):
+def test_program(path, executor):
+    """Every program gives the same results on every executor (the reference interpreter is
+    the oracle the others are held to)."""
     try:
         program = read_program(path)
-        failures = run_program(program)
+        failures = run_program(program, executor)
     except FormatError as e:
         pytest.fail(f"malformed program file: {e}", pytrace=False)
     if failures:

@@ -1,0 +1,183 @@
+"""Streaming aggregation: each aggregating intrinsic as an accumulator fed one client at a
+time, so aggregating N clients holds one running value, not N client values.
+
+The results equal the reference interpreter's (to float rounding): sums and means accumulate
+in float64 (complex128 for complex), weighted means leave out members of weight zero, and
+`federated_aggregate` folds every client into `zero` with `accumulate`, then `report`s."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fcore.execution import intrinsic_impls as impls
+from fcore.execution.errors import ExecutionError
+from fcore.struct import Struct
+from fcore.types import core
+
+
+class _Leaves:
+    """Running leaf-wise values of a struct type, combined with `combine(old, new)`."""
+
+    def __init__(self, type_, combine):
+        self.type_ = type_
+        self.combine = combine
+        self.value = None
+
+    def add(self, member):
+        leaves = impls._leaves(member)
+        self.value = leaves if self.value is None else [
+            self.combine(a, b) for a, b in zip(self.value, leaves)]
+
+
+def _wide(type_):
+    return np.complex128 if type_.dtype.kind == "c" else np.float64
+
+
+class Sum:
+    def __init__(self, fn_type, argument_type):
+        self.type_ = fn_type.result.member
+        self.types = impls._leaf_types(self.type_)
+        self.totals = None
+
+    def add(self, member):
+        leaves = [np.asarray(x) for x in impls._leaves(member)]
+        self.totals = leaves if self.totals is None else [
+            np.add(a, b) for a, b in zip(self.totals, leaves)]
+
+    def result(self):
+        if self.totals is None:
+            return impls._sum(self.type_, [])
+        return impls._rebuild(self.type_, [impls._cast(t, v)
+                                           for t, v in zip(self.types, self.totals)])
+
+
+class Mean:
+    def __init__(self, fn_type, argument_type, weighted=False):
+        self.type_ = fn_type.result.member
+        self.types = impls._leaf_types(self.type_)
+        self.weighted = weighted
+        self.totals = None
+        self.weight = 0.0
+
+    def add(self, member):
+        if self.weighted:
+            member, weight = member
+            weight = float(weight)
+            if weight == 0:
+                return  # as the reference: a member of weight zero is left out
+        else:
+            weight = 1.0
+        leaves = [np.asarray(x, dtype=_wide(t)) * weight
+                  for t, x in zip(self.types, impls._leaves(member))]
+        self.totals = leaves if self.totals is None else [
+            a + b for a, b in zip(self.totals, leaves)]
+        self.weight += weight
+
+    def result(self):
+        if self.totals is None:
+            return impls._rebuild(self.type_, [impls._cast(t, np.full(t.shape, np.nan))
+                                               for t in self.types])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return impls._rebuild(self.type_, [impls._cast(t, v / self.weight)
+                                               for t, v in zip(self.types, self.totals)])
+
+
+class Extremum:
+    def __init__(self, fn_type, argument_type, reducer, name):
+        self.type_ = fn_type.result.member
+        self.types = impls._leaf_types(self.type_)
+        self.reducer, self.name = reducer, name
+        self.values = None
+
+    def add(self, member):
+        leaves = [np.asarray(x) for x in impls._leaves(member)]
+        self.values = leaves if self.values is None else [
+            self.reducer(a, b) for a, b in zip(self.values, leaves)]
+
+    def result(self):
+        if self.values is None:
+            raise ExecutionError(f"{self.name} of zero clients is undefined.")
+        return impls._rebuild(self.type_, [impls._cast(t, v)
+                                           for t, v in zip(self.types, self.values)])
+
+
+class Aggregate:
+    """`federated_aggregate`: the server parts (zero, accumulate, report) come with the
+    argument; only the client values stream."""
+
+    def __init__(self, fn_type, argument_type, zero, accumulate, report):
+        self.accumulator = zero
+        self.accumulate, self.report = accumulate, report
+
+    def add(self, member):
+        self.accumulator = self.accumulate(Struct([(None, self.accumulator), (None, member)]))
+
+    def result(self):
+        return self.report(self.accumulator)
+
+
+class SecureSum:
+    """Checks each client's values against the bound as they arrive; sums exactly."""
+
+    def __init__(self, fn_type, argument_type, bound, bitwidth):
+        self.type_ = fn_type.result.member
+        self.types = impls._leaf_types(self.type_)
+        limits = impls._bounds(bound, fn_type.parameter[1], len(self.types))
+        self.limits = [2 ** b - 1 for b in limits] if bitwidth else limits
+        self.bitwidth = bitwidth
+        self.totals = [0] * len(self.types)
+        self.count = 0
+        self.what = "federated_secure_sum_bitwidth" if bitwidth else "federated_secure_sum"
+
+    def add(self, member):
+        for position, (limit, leaf) in enumerate(zip(self.limits, impls._leaves(member))):
+            values = np.array(np.asarray(leaf).tolist(), dtype=object)
+            if np.any(values < 0) or np.any(values > limit):
+                raise ExecutionError(f"{self.what}: the value {values.tolist()} of client "
+                                     f"{self.count} is outside [0, {limit}].")
+            self.totals[position] = self.totals[position] + values
+        self.count += 1
+
+    def result(self):
+        sums = []
+        for leaf_type, limit, total in zip(self.types, self.limits, self.totals):
+            modulus = impls.secure_modulus(limit, self.count, self.bitwidth)
+            total = np.asarray(total, dtype=object) % modulus if self.count else \
+                np.zeros(leaf_type.shape or (), dtype=object)
+            sums.append(impls._cast(leaf_type, np.asarray(total).astype(leaf_type.dtype)))
+        return impls._rebuild(self.type_, sums)
+
+
+STREAMING = ("federated_sum", "federated_mean", "federated_weighted_mean", "federated_min",
+             "federated_max", "federated_aggregate", "federated_secure_sum",
+             "federated_secure_sum_bitwidth")
+
+
+def start(uri, fn_type, server_argument):
+    """An accumulator for intrinsic `uri`. `server_argument` holds the argument's parts that
+    are not the streamed client value (for aggregate: zero, accumulate, merge, report; for
+    secure sums: the bound)."""
+    argument_type = fn_type.parameter
+    if uri == "federated_sum":
+        return Sum(fn_type, argument_type)
+    if uri == "federated_mean":
+        return Mean(fn_type, argument_type)
+    if uri == "federated_weighted_mean":
+        return Mean(fn_type, argument_type, weighted=True)
+    if uri == "federated_min":
+        return Extremum(fn_type, argument_type, np.minimum, uri)
+    if uri == "federated_max":
+        return Extremum(fn_type, argument_type, np.maximum, uri)
+    if uri == "federated_aggregate":
+        zero, accumulate, _merge, report = server_argument
+        return Aggregate(fn_type, argument_type, zero, accumulate, report)
+    return SecureSum(fn_type, argument_type, server_argument[0],
+                     bitwidth=uri == "federated_secure_sum_bitwidth")
+
+
+def member_type(fn_type):
+    """The type of the per-client member an accumulator of `fn_type` is fed."""
+    parameter = fn_type.parameter
+    if isinstance(parameter, core.FederatedType):
+        return parameter
+    return parameter[0]

@@ -1,0 +1,248 @@
+"""The fast local executor: the reference interpreter, with client work streamed.
+
+In each block, the bindings computed per client (`federated_map`, `federated_zip` at
+CLIENTS, `federated_eval` at CLIENTS) and the aggregations over them are scheduled into
+passes over the clients. In one pass each client's work runs once, its values feed every
+aggregation's accumulator, and only client values that something else needs as a whole are
+kept. Aggregating N clients therefore holds one running value per aggregation, not N client
+values (a FedAvg round keeps one model delta, not one per client)."""
+
+from __future__ import annotations
+
+from fcore.execution import accumulators, intrinsic_impls as impls
+from fcore.execution.reference import Environment, Interpreter
+from fcore.ir import analysis, nodes
+from fcore.types import core
+
+_PER_CLIENT = ("federated_map", "federated_zip_at_clients", "federated_eval_at_clients")
+_LIFTED = _PER_CLIENT + accumulators.STREAMING
+
+
+def _intrinsic_call(node):
+    return isinstance(node, nodes.Call) and isinstance(node.function, nodes.Intrinsic)
+
+
+def _is_clients(type_):
+    return isinstance(type_, core.FederatedType) and type_.placement.name == "CLIENTS" \
+        and not type_.all_equal
+
+
+class StreamingInterpreter(Interpreter):
+    """An `Interpreter` whose blocks stream their client work (see the module doc)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._counter = 0
+
+    def _fresh(self):
+        self._counter += 1
+        return f"_stream{self._counter}"
+
+    def _call(self, node, env):
+        if _intrinsic_call(node) and node.function.uri in _LIFTED:
+            return self._stream(((), node), env)
+        return super()._call(node, env)
+
+    def _block(self, node, env):
+        return self._stream((node.locals, node.result), env)
+
+    # Scheduling ----------------------------------------------------------------------------
+
+    def _stream(self, block, env):
+        locals_, result = block
+        bindings, result = analysis.lift_calls(locals_, result, _LIFTED, self._fresh)
+        result_name = self._fresh()
+        bindings.append((result_name, result))
+        values = {}          # name -> value (server values, materialised client lists)
+        per_client = {}      # name -> node, computed per client in passes
+        waiting = list(bindings)
+        while waiting:
+            registered_aggregates, materialise, progress = [], set(), False
+            for name, node in list(waiting):
+                deps = analysis.free_names(node) & {n for n, _ in bindings}
+                if not deps <= set(values) | set(per_client):
+                    continue
+                if self._is_per_client(node):
+                    per_client[name] = node
+                elif self._is_streamed_aggregate(node, per_client):
+                    registered_aggregates.append((name, node))
+                elif deps & set(per_client) - set(values):
+                    materialise |= deps & set(per_client) - set(values)
+                    continue
+                else:
+                    values[name] = self._evaluate_binding(node, self._env(env, values))
+                waiting.remove((name, node))
+                progress = True
+            if registered_aggregates or materialise:
+                values.update(self._pass(env, values, per_client, registered_aggregates,
+                                         materialise))
+            elif not progress:
+                raise RuntimeError(f"streaming executor: cannot schedule {waiting[0][0]}")
+        return values[result_name]
+
+    def _evaluate_binding(self, node, env):
+        if _intrinsic_call(node):  # already lifted: evaluate it as the reference does
+            return Interpreter._call(self, node, env)
+        return self.evaluate(node, env)
+
+    def _env(self, env, values):
+        return Environment(dict(values), env) if values else env
+
+    def _is_per_client(self, node):
+        return _intrinsic_call(node) and node.function.uri in _PER_CLIENT and \
+            _is_clients(node.type_signature) and self._plain_arguments(node)
+
+    def _is_streamed_aggregate(self, node, per_client):
+        if not (_intrinsic_call(node) and node.function.uri in accumulators.STREAMING):
+            return False
+        return bool(analysis.free_names(_client_part(node)) & set(per_client))
+
+    def _plain_arguments(self, node):
+        """`{T}@SERVER` values (lists of server members) take the reference path."""
+        def server_lists(type_):
+            if isinstance(type_, core.FederatedType):
+                return type_.placement.name == "SERVER" and not type_.all_equal
+            return isinstance(type_, core.StructType) and any(server_lists(t) for t in type_)
+        return node.argument is None or not server_lists(node.argument.type_signature)
+
+    # One pass over the clients -------------------------------------------------------------
+
+    def _pass(self, env, values, per_client, aggregates, materialise):
+        scope = self._env(env, values)
+        once = _Once(self, scope)
+        roots = [name for _, n in aggregates
+                 for name in analysis.free_names(_client_part(n)) & set(per_client)]
+        needed = _needed(per_client, roots + sorted(materialise))
+        order = [(name, per_client[name]) for name in per_client if name in needed]
+        count = self._count(order, once)
+        accs = []
+        for name, node in aggregates:
+            server_parts = [] if node.function.uri == "federated_weighted_mean" else \
+                [once(e) for e in _elements(node.argument)[1:]]
+            accs.append((name, _client_part(node),
+                         accumulators.start(node.function.uri, node.function.type_signature,
+                                            server_parts)))
+        kept = {name: [] for name in materialise}
+        report = self.progress is not None and any(
+            getattr(once(_function_of(n)), "is_client_work", False) for _, n in order
+            if n.function.uri == "federated_map")
+        outer = self.client_index
+        for index in range(count):
+            self.client_index = index
+            try:
+                members = {}
+                for name, node in order:
+                    members[name] = self._member_of_call(node, index, members, once)
+                for _, operand, acc in accs:
+                    acc.add(_member(operand, index, members, once))
+                for name in materialise:
+                    kept[name].append(members[name])
+            finally:
+                self.client_index = outer
+            if report and outer is None:
+                self.progress(index + 1, count)
+        results = {name: acc.result() for name, _, acc in accs}
+        results.update(kept)
+        return results
+
+    def _member_of_call(self, node, index, members, once):
+        uri = node.function.uri
+        if uri == "federated_eval_at_clients":
+            return once(node.argument)(None)
+        argument = _member(node.argument, index, members, once)
+        if uri == "federated_map":
+            return argument[0](argument[1])
+        return argument  # federated_zip_at_clients: the struct of the members
+
+    def _count(self, order, once):
+        counts = set()
+        for _, node in order:
+            for element in _federated_leaves(node.argument):
+                if isinstance(element, nodes.Reference) and element.name in dict(order):
+                    continue
+                if _is_clients(element.type_signature):
+                    counts.add(len(once(element)))
+        if len(counts) > 1:
+            raise ValueError(f"Client-placed values with different numbers of clients: "
+                             f"{sorted(counts)}.")
+        if counts:
+            return counts.pop()
+        return self.count(f"'{self.computation_name}'")
+
+
+class _Once:
+    """Evaluates server-side parts of per-client calls once per pass."""
+
+    def __init__(self, interpreter, env):
+        self.interpreter, self.env, self.cache = interpreter, env, {}
+
+    def __call__(self, node):
+        key = id(node)
+        if key not in self.cache:
+            self.cache[key] = (node, self.interpreter.evaluate(node, self.env))
+        return self.cache[key][1]
+
+
+def _member(node, index, members, once):
+    """The value of `node` for client `index`: its member if it is client-placed."""
+    if isinstance(node, nodes.Reference) and node.name in members:
+        return members[node.name]
+    if isinstance(node, nodes.Struct):
+        from fcore.struct import Struct
+        return Struct([(name, _member(e, index, members, once)) for name, e in node.elements])
+    value = once(node)
+    if _has_federated(node.type_signature):
+        return impls._unplace(value, node.type_signature, index)
+    return value
+
+
+def _has_federated(type_):
+    if isinstance(type_, core.FederatedType):
+        return True
+    return isinstance(type_, core.StructType) and any(_has_federated(t) for t in type_)
+
+
+def _elements(argument):
+    if isinstance(argument, nodes.Struct):
+        return [e for _, e in argument.elements]
+    return [argument]
+
+
+def _client_part(node):
+    """The client-placed operand of an aggregation call."""
+    if node.function.uri in ("federated_sum", "federated_mean", "federated_min",
+                             "federated_max"):
+        return node.argument
+    if node.function.uri == "federated_weighted_mean":
+        return node.argument  # <value, weight>, both per client: streamed together
+    return _elements(node.argument)[0]
+
+
+def _function_of(node):
+    return _elements(node.argument)[0]
+
+
+def _federated_leaves(node):
+    if node is None:
+        return []
+    if isinstance(node, nodes.Struct):
+        return [leaf for _, e in node.elements for leaf in _federated_leaves(e)]
+    return [node] if isinstance(node.type_signature, core.FederatedType) else []
+
+
+def _needed(per_client, roots):
+    """The per-client bindings the roots depend on, transitively."""
+    needed, stack = set(), list(roots)
+    while stack:
+        name = stack.pop()
+        if name in needed or name not in per_client:
+            continue
+        needed.add(name)
+        stack.extend(analysis.free_names(per_client[name]) & set(per_client))
+    return needed
+
+
+def run(computation, argument, num_clients, progress=None):
+    interpreter = StreamingInterpreter(num_clients, computation.name, progress)
+    function = interpreter.evaluate(computation.ir, Environment())
+    return function(argument)

@@ -1,0 +1,122 @@
+"""The fast (streaming) executor gives the reference interpreter's results."""
+
+import collections
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import fcore
+import learning
+from fcore import CLIENTS, FederatedType
+
+
+def run_both(computation, *args, **context):
+    results = []
+    for kind in ("reference", "fast"):
+        with fcore.execution_context(kind, **context):
+            results.append(computation(*args))
+    return results
+
+
+def assert_same(a, b):
+    for x, y in zip(tf.nest.flatten(_plain(a)), tf.nest.flatten(_plain(b))):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def _plain(value):
+    if isinstance(value, fcore.Struct):
+        return [_plain(v) for v in value]
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return np.asarray(value, dtype=np.float64)
+
+
+def test_fast_is_the_default_and_reference_is_available():
+    from fcore.execution import context
+    assert context.current().kind == "fast"
+    with fcore.execution_context("reference"):
+        assert context.current().kind == "reference"
+    with pytest.raises(ValueError, match="Unknown execution context 'warp'"):
+        with fcore.execution_context("warp"):
+            pass
+
+
+SPEC = collections.OrderedDict(x=tf.TensorSpec([None, 784], tf.float32),
+                               y=tf.TensorSpec([None], tf.int32))
+
+
+def model_fn():
+    model = tf.keras.models.Sequential([tf.keras.Input(shape=(784,)),
+                                        tf.keras.layers.Dense(16, activation="relu"),
+                                        tf.keras.layers.Dense(10, activation="softmax")])
+    model.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+                  optimizer=tf.keras.optimizers.SGD(0.1),
+                  metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
+    return learning.from_keras_model(model, input_spec=SPEC)
+
+
+def client_data(count, seed=0):
+    rng = np.random.default_rng(seed)
+    return [[collections.OrderedDict(x=rng.random((n, 784), dtype=np.float32),
+                                     y=rng.integers(0, 10, n).astype(np.int32))]
+            for n in rng.integers(1, 30, count)]
+
+
+def test_a_fedavg_round_matches_on_both_executors():
+    process = learning.build_federated_averaging_process(model_fn)
+    state = process.initialize()
+    data = client_data(7) + [[]]  # and an empty client
+    with pytest.warns(RuntimeWarning):
+        (ref_state, ref_metrics), (fast_state, fast_metrics) = run_both(
+            process.next, state, data)
+    assert_same(ref_state, fast_state)
+    assert_same(ref_metrics, fast_metrics)
+    assert process.next.last_report.clients == 8  # each client's work ran once
+
+
+def test_streaming_keeps_per_client_results_that_are_returned():
+    comp = fcore.parse_computation(
+        "(x:{float32}@CLIENTS -> (let m=federated_mean(x),b=federated_broadcast(m),"
+        "z=federated_zip_at_clients(<x,b>) in <federated_sum(x),z>))")
+    reference, fast = run_both(comp, [1.0, 2.0, 6.0])
+    assert reference == fast
+    assert [tuple(z) for z in fast[1]] == [(1.0, 3.0), (2.0, 3.0), (6.0, 3.0)]
+
+
+def test_progress_is_reported_per_client_for_tf_work():
+    @fcore.tf_computation(np.float32)
+    def double(v):
+        return v * 2
+
+    @fcore.federated_computation(FederatedType(np.float32, CLIENTS))
+    def total(x):
+        return fcore.federated_sum(fcore.federated_map(double, x))
+
+    for kind in ("reference", "fast"):
+        seen = []
+        with fcore.execution_context(kind, progress=lambda d, t: seen.append((d, t))):
+            assert total([1.0, 2.0, 3.0]) == 12.0
+        assert seen == [(1, 3), (2, 3), (3, 3)], kind
+
+
+def test_fast_names_the_failing_client():
+    @fcore.tf_computation(np.int32)
+    def positive(x):
+        tf.debugging.assert_positive(x)
+        return x
+
+    @fcore.federated_computation(FederatedType(np.int32, CLIENTS))
+    def checked(x):
+        return fcore.federated_sum(fcore.federated_map(positive, x))
+
+    with pytest.raises(fcore.ExecutionError, match="'positive' failed on client 1"):
+        checked([3, -1, 2])
+
+
+def test_fast_needs_the_number_of_clients_as_the_reference_does():
+    comp = fcore.parse_computation("(s:float32@SERVER -> federated_sum(federated_map("
+                                   "<(v:float32 -> v),federated_broadcast(s)>)))")
+    with pytest.raises(fcore.CardinalityError, match="num_clients"):
+        comp(1.5)
+    assert run_both(comp, 1.5, num_clients=4) == [6.0, 6.0]
