@@ -84,7 +84,7 @@ class Interpreter:
     def _tfleaf(self, node, env):
         def run(argument):
             try:
-                return node.computation.run(argument)
+                return self.run_leaf(node.computation, argument)
             except Exception as e:  # any TF failure: name the leaf and the client
                 where = "" if self.client_index is None else f" on client {self.client_index}"
                 raise ExecutionError(f"TF computation '{node.name}' failed{where} (in "
@@ -92,6 +92,10 @@ class Interpreter:
                                      f"{e}") from e
         run.is_client_work = True  # progress is reported for maps of TF work
         return run
+
+    def run_leaf(self, leaf, argument):
+        """Runs a TF leaf (a `TFFunction`) on a runtime argument."""
+        return leaf.run(argument)
 
     # Helpers for the intrinsics ----------------------------------------------------------
 

@@ -80,6 +80,10 @@ class StreamingInterpreter(Interpreter):
                 raise RuntimeError(f"streaming executor: cannot schedule {waiting[0][0]}")
         return values[result_name]
 
+    def run_leaf(self, leaf, argument):
+        # Short sequences given as lists run unrolled, without a tf.data pipeline per call.
+        return leaf.run(argument, unroll=True)
+
     def _evaluate_binding(self, node, env):
         if _intrinsic_call(node):  # already lifted: evaluate it as the reference does
             return Interpreter._call(self, node, env)

@@ -34,14 +34,74 @@ class TFFunction:
         self._tf_function = tf.function(traced, input_signature=specs, autograph=True)
         self._concrete = self._tf_function.get_concrete_function()
         self.type_signature = core.FunctionType(parameter_type, self._result_type)
+        self._unrolled = {}  # sequence lengths -> concrete function (or None if it failed)
 
-    def run(self, value):
-        """Runs on a runtime value of the parameter type; returns a runtime value."""
-        flat = [] if self.parameter_type is None else \
-            [_to_tf_input(v, t) for v, t in zip(_flatten(self.parameter_type, value),
-                                                  _leaves(self.parameter_type))]
+    def run(self, value, unroll=False):
+        """Runs on a runtime value of the parameter type; returns a runtime value.
+
+        With `unroll`, sequences given as short lists run in a variant traced for those
+        lengths, where each sequence is a Python list of its elements, so the loop over them
+        is unrolled into the graph instead of iterating a `tf.data.Dataset` (which costs
+        milliseconds per call). The variant is traced once per combination of lengths."""
+        leaves = [] if self.parameter_type is None else _leaves(self.parameter_type)
+        values = [] if self.parameter_type is None else _flatten(self.parameter_type, value)
+        if unroll and any(isinstance(t, core.SequenceType) for t in leaves):
+            values = [_materialized(v, t) for v, t in zip(values, leaves)]
+            concrete = self._unrolled_for(leaves, values)
+            if concrete is not None:
+                flat = [leaf for v, t in zip(values, leaves) for leaf in _unrolled_input(v, t)]
+                outputs = concrete(*flat)
+                return _unflatten(self.type_signature.result, list(outputs), for_python=False)
+        flat = [_to_tf_input(v, t) for v, t in zip(values, leaves)]
         outputs = self._concrete(*flat)
         return _unflatten(self.type_signature.result, list(outputs), for_python=False)
+
+    def _unrolled_for(self, leaves, values):
+        lengths = []
+        for v, t in zip(leaves, values):
+            if isinstance(v, core.SequenceType):
+                if not isinstance(t, list) or len(t) > MAX_UNROLL:
+                    return None
+                lengths.append(len(t))
+        key = tuple(lengths)
+        if key not in self._unrolled:
+            self._unrolled[key] = self._trace_unrolled(leaves, key)
+        return self._unrolled[key]
+
+    def _trace_unrolled(self, leaves, lengths):
+        import tensorflow as tf
+        lengths = list(lengths)
+        specs, shapes = [], []
+        for t in leaves:
+            if isinstance(t, core.SequenceType):
+                count = lengths.pop(0)
+                element = _leaves(t.element)
+                specs += [_spec(e) for _ in range(count) for e in element]
+                shapes.append((t, count, len(element)))
+            else:
+                specs.append(_spec(t))
+                shapes.append((t, None, 1))
+        parameter_type, fn = self.parameter_type, self._fn
+
+        def traced(*flat):
+            flat, leaf_values = list(flat), []
+            for t, count, width in shapes:
+                if count is None:
+                    leaf_values.append(flat.pop(0))
+                else:
+                    leaf_values.append([_to_nest(t.element, _unflatten(
+                        t.element, [flat.pop(0) for _ in range(width)], for_python=False,
+                        keep_tensors=True)) for _ in range(count)])
+            argument = _unflatten(parameter_type, leaf_values, for_python=True)
+            result = _to_tensors(_call_python(fn, parameter_type, argument), tf)
+            if _type_of(result) != self.type_signature.result:
+                raise TypeError("the unrolled variant has another result type")
+            return list(_flatten_output(result))
+        try:
+            return tf.function(traced, input_signature=specs,
+                               autograph=True).get_concrete_function()
+        except Exception:  # noqa: BLE001 - code that needs a real dataset keeps using one
+            return None
 
     def __repr__(self):
         return f"<TF computation {self.name}: {self.type_signature}>"
@@ -108,17 +168,41 @@ def _flatten(type_, value):
     return [value]
 
 
-def _unflatten(type_, flat, for_python):
+def _unflatten(type_, flat, for_python, keep_tensors=False):
     """Rebuilds a value of `type_` from its leaves (consumed from the front of `flat`)."""
     if isinstance(type_, core.StructType):
-        elements = [(name, _unflatten(t, flat, for_python)) for name, t in type_.items()]
+        elements = [(name, _unflatten(t, flat, for_python, keep_tensors))
+                    for name, t in type_.items()]
         if for_python:
             return _python_container(type_, elements)
         return Struct(elements)
     leaf = flat.pop(0)
-    if for_python or isinstance(type_, core.SequenceType):
+    if for_python or keep_tensors or isinstance(type_, core.SequenceType):
         return leaf
     return _numpy(leaf)
+
+
+MAX_UNROLL = 64  # longer sequences iterate a tf.data.Dataset in the graph
+
+
+def _materialized(value, type_):
+    """A short finite dataset as the list of its elements (read eagerly, which costs far less
+    than iterating it inside the graph); anything else as it is."""
+    import tensorflow as tf
+    if not isinstance(type_, core.SequenceType) or not isinstance(value, tf.data.Dataset):
+        return value
+    count = int(value.cardinality())
+    if count < 0 or count > MAX_UNROLL:  # unknown, infinite or long
+        return value
+    return [_unflatten(type_.element, tf.nest.flatten(element), for_python=False)
+            for element in value.as_numpy_iterator()]
+
+
+def _unrolled_input(value, type_):
+    """The flat inputs of one parameter leaf for an unrolled variant."""
+    if not isinstance(type_, core.SequenceType):
+        return [value]
+    return [leaf for element in value for leaf in _flatten(type_.element, element)]
 
 
 def _python_container(type_, elements):
@@ -137,7 +221,7 @@ def _python_container(type_, elements):
 
 
 def _numpy(tensor):
-    value = tensor.numpy()
+    value = tensor.numpy() if hasattr(tensor, "numpy") else np.asarray(tensor)
     if isinstance(value, np.ndarray) and value.ndim == 0:
         return value[()]
     return value
