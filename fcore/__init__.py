@@ -11,6 +11,7 @@ from fcore.intrinsics.api import (federated_aggregate, federated_average, federa
                                   federated_min, federated_secure_sum,
                                   federated_secure_sum_bitwidth, federated_sum, federated_value,
                                   federated_zip, sequence_map, sequence_reduce, sequence_sum)
+from fcore.serialization import SerializationError, load, save
 from fcore.struct import Struct
 from fcore.syntax.computations import ComputationTypeError, parse_computation
 from fcore.syntax.types import parse_type
@@ -24,12 +25,12 @@ from fcore.types import (CLIENTS, SERVER, AbstractType, FederatedType, FunctionT
 
 __all__ = [
     "AbstractType", "CLIENTS", "CardinalityError", "Computation", "ComputationTypeError",
-    "ExecutionError", "FederatedType", "FunctionType", "IterativeProcess", "PlacementLiteral", "PlacementType",
+    "ExecutionError", "FederatedType", "SerializationError", "FunctionType", "IterativeProcess", "PlacementLiteral", "PlacementType",
     "PolymorphicComputation", "SERVER", "SequenceType", "Struct", "StructType", "TensorType",
     "Type", "TypeMismatchError", "TypeParseError", "Value", "execution_context",
     "federated_aggregate", "federated_average", "federated_broadcast", "federated_computation",
     "federated_eval", "federated_map", "federated_max", "federated_mean", "federated_min",
     "federated_secure_sum", "federated_secure_sum_bitwidth", "federated_sum", "federated_value",
-    "federated_zip", "parse_computation", "parse_type", "sequence_map", "sequence_reduce",
+    "federated_zip", "load", "parse_computation", "parse_type", "save", "sequence_map", "sequence_reduce",
     "sequence_sum", "tf_computation", "to_type",
 ]

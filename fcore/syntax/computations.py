@@ -171,10 +171,9 @@ def _value(tree):
 def leaf_node(value, name):
     """The IR node for an env entry: a computation's own IR, or a TF function's leaf."""
     from fcore.tracing.computation import Computation
-    from fcore.tracing.tf_function import TFFunction
     if isinstance(value, Computation):
         return value.ir
-    if isinstance(value, TFFunction):
+    if hasattr(value, "run") and hasattr(value, "type_signature"):  # a TF leaf
         return nodes.TFLeaf(value.name, value, value.type_signature)
     if isinstance(value, nodes.Node):
         return value

@@ -103,8 +103,34 @@ class TFFunction:
         except Exception:  # noqa: BLE001 - code that needs a real dataset keeps using one
             return None
 
+    def saveable_function(self):
+        """The `tf.function` to save (flat inputs, the leaves of the parameter type)."""
+        return self._tf_function
+
+    def captured_variables(self):
+        return self._concrete.variables
+
     def __repr__(self):
         return f"<TF computation {self.name}: {self.type_signature}>"
+
+
+class SavedTFFunction(TFFunction):
+    """A TF leaf loaded from a SavedModel (see `fcore.save`): runs the restored graph."""
+
+    def __init__(self, name, type_signature, function, keep_alive=None):
+        self.name = name
+        self.type_signature = type_signature
+        self.parameter_type = type_signature.parameter
+        self._concrete = function
+        self._tf_function = function
+        self._keep_alive = keep_alive  # the restored module owns the variables
+        self._unrolled = None
+
+    def run(self, value, unroll=False):
+        return super().run(value, unroll=False)
+
+    def captured_variables(self):
+        return list(getattr(self._keep_alive, "captured", []))
 
 
 def _call_python(fn, parameter_type, argument):
