@@ -45,6 +45,9 @@ def to_bytes(computation) -> bytes:
             module = tf.Module()
             module.function = leaf.saveable_function()
             module.captured = list(leaf.captured_variables())
+            unrolled = leaf.unrolled_variants() if hasattr(leaf, "unrolled_variants") else {}
+            for lengths, function in unrolled.items():
+                setattr(module, "unrolled_" + "_".join(map(str, lengths)), function)
             tf.saved_model.save(module, directory)
             hashes = {}
             for root, _, names in os.walk(directory):
@@ -54,7 +57,8 @@ def to_bytes(computation) -> bytes:
                     data = open(full, "rb").read()
                     files[f"leaves/{name}/{relative}"] = data
                     hashes[relative] = hashlib.sha256(data).hexdigest()
-            manifest_leaves[name] = {"type": str(leaf.type_signature), "files": hashes}
+            manifest_leaves[name] = {"type": str(leaf.type_signature), "files": hashes,
+                                     "unrolled": sorted(list(k) for k in unrolled)}
     manifest = {"format": FORMAT, "version": VERSION, "name": computation.name,
                 "type_signature": str(computation.type_signature),
                 "ir": computation.to_text(formatted=False), "leaves": manifest_leaves}
@@ -157,7 +161,11 @@ def _load_leaf(name, info, directory, where):
     try:
         type_signature = to_type(info["type"])
         restored = tf.saved_model.load(directory)
-        return SavedTFFunction(name, type_signature, restored.function, restored)
+        unrolled = {}
+        for lengths in info.get("unrolled", []):
+            function = getattr(restored, "unrolled_" + "_".join(str(int(n)) for n in lengths))
+            unrolled[tuple(int(n) for n in lengths)] = function
+        return SavedTFFunction(name, type_signature, restored.function, restored, unrolled)
     except Exception as e:  # noqa: BLE001 - any failure here means a bad file
         raise SerializationError(f"{where}: the TF computation {name!r} cannot be loaded: "
                                  f"{type(e).__name__}: {e}") from None

@@ -46,6 +46,9 @@ class Struct:
     def __setattr__(self, key, value):
         raise AttributeError("Struct is immutable")
 
+    def __reduce__(self):  # plain data: rebuilt from its elements
+        return (Struct, (self._elements,))
+
     def __getattr__(self, name):
         names = object.__getattribute__(self, "_names")
         if name in names:

@@ -44,6 +44,11 @@ class Sum:
         self.totals = leaves if self.totals is None else [
             np.add(a, b) for a, b in zip(self.totals, leaves)]
 
+    def merge(self, other):
+        if other.totals is not None:
+            self.totals = other.totals if self.totals is None else [
+                np.add(a, b) for a, b in zip(self.totals, other.totals)]
+
     def result(self):
         if self.totals is None:
             return impls._sum(self.type_, [])
@@ -73,6 +78,12 @@ class Mean:
             a + b for a, b in zip(self.totals, leaves)]
         self.weight += weight
 
+    def merge(self, other):
+        if other.totals is not None:
+            self.totals = other.totals if self.totals is None else [
+                a + b for a, b in zip(self.totals, other.totals)]
+            self.weight += other.weight
+
     def result(self):
         if self.totals is None:
             return impls._rebuild(self.type_, [impls._cast(t, np.full(t.shape, np.nan))
@@ -93,6 +104,11 @@ class Extremum:
         leaves = [np.asarray(x) for x in impls._leaves(member)]
         self.values = leaves if self.values is None else [
             self.reducer(a, b) for a, b in zip(self.values, leaves)]
+
+    def merge(self, other):
+        if other.values is not None:
+            self.values = other.values if self.values is None else [
+                self.reducer(a, b) for a, b in zip(self.values, other.values)]
 
     def result(self):
         if self.values is None:
@@ -127,6 +143,7 @@ class SecureSum:
         self.bitwidth = bitwidth
         self.totals = [0] * len(self.types)
         self.count = 0
+        self.first_client = 0  # the index of the first client fed (for messages)
         self.what = "federated_secure_sum_bitwidth" if bitwidth else "federated_secure_sum"
 
     def add(self, member):
@@ -134,9 +151,14 @@ class SecureSum:
             values = np.array(np.asarray(leaf).tolist(), dtype=object)
             if np.any(values < 0) or np.any(values > limit):
                 raise ExecutionError(f"{self.what}: the value {values.tolist()} of client "
-                                     f"{self.count} is outside [0, {limit}].")
+                                     f"{self.first_client + self.count} is outside "
+                                     f"[0, {limit}].")
             self.totals[position] = self.totals[position] + values
         self.count += 1
+
+    def merge(self, other):
+        self.totals = [a + b for a, b in zip(self.totals, other.totals)]
+        self.count += other.count
 
     def result(self):
         sums = []

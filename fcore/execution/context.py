@@ -6,11 +6,16 @@ import contextlib
 import threading
 
 _state = threading.local()
-KINDS = ("reference", "fast")
+KINDS = ("reference", "fast", "dask")
 
 
 class ExecutionContext:
-    def __init__(self, kind="fast", num_clients=None, progress=None):
+    def __init__(self, kind="fast", num_clients=None, progress=None, dask=None):
+        if dask is not None:
+            kind = "dask"
+        elif kind == "dask":
+            raise ValueError("The Dask executor needs dask=: a scheduler address such as "
+                             "'tcp://scheduler:8786' or a distributed.Client.")
         if kind not in KINDS:
             raise ValueError(f"Unknown execution context {kind!r}; expected one of: "
                              f"{', '.join(KINDS)}.")
@@ -21,6 +26,7 @@ class ExecutionContext:
         self.kind = kind
         self.num_clients = num_clients
         self.progress = progress
+        self.dask = dask
 
     def __repr__(self):
         return f"ExecutionContext({self.kind!r}, num_clients={self.num_clients})"
@@ -35,16 +41,17 @@ def current() -> ExecutionContext:
 
 
 @contextlib.contextmanager
-def execution_context(kind="fast", num_clients=None, progress=None):
+def execution_context(kind="fast", num_clients=None, progress=None, dask=None):
     """Runs the computations called inside the `with` block with executor `kind` ("fast", the
     default: streaming aggregation; "reference": the plain interpreter) and, where
     no client-placed argument fixes it, `num_clients` clients. `progress(done, total)`, if
-    given, is called as each client's work in a `federated_map` finishes.
+    given, is called as each client's work in a `federated_map` finishes. `dask=` (a scheduler
+    address or a `distributed.Client`) runs the client work on a Dask cluster.
 
         with fcore.execution_context(num_clients=3):
             broadcast(2.5)
     """
-    context = ExecutionContext(kind, num_clients, progress)
+    context = ExecutionContext(kind, num_clients, progress, dask)
     if not hasattr(_state, "stack"):
         _state.stack = []
     _state.stack.append(context)

@@ -24,7 +24,12 @@ def call(computation, args, kwargs):
                                     e.expected, e.found, e.path) from None
     num_clients = resolve_num_clients(computation, runtime)
     current = context.current()
-    result = _EXECUTORS[current.kind](computation, runtime, num_clients, current.progress)
+    if current.kind == "dask":
+        from fcore.execution import distributed
+        result = distributed.run(computation, runtime, num_clients, current.progress,
+                                 current.dask)
+    else:
+        result = _EXECUTORS[current.kind](computation, runtime, num_clients, current.progress)
     return values.to_python(result, fn_type.result)
 
 

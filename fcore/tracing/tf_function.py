@@ -35,6 +35,7 @@ class TFFunction:
         self._concrete = self._tf_function.get_concrete_function()
         self.type_signature = core.FunctionType(parameter_type, self._result_type)
         self._unrolled = {}  # sequence lengths -> concrete function (or None if it failed)
+        self._unrolled_functions = {}  # sequence lengths -> its tf.function (for saving)
 
     def run(self, value, unroll=False):
         """Runs on a runtime value of the parameter type; returns a runtime value.
@@ -70,6 +71,7 @@ class TFFunction:
 
     def _trace_unrolled(self, leaves, lengths):
         import tensorflow as tf
+        key_lengths = tuple(lengths)
         lengths = list(lengths)
         specs, shapes = [], []
         for t in leaves:
@@ -97,11 +99,27 @@ class TFFunction:
             if _type_of(result) != self.type_signature.result:
                 raise TypeError("the unrolled variant has another result type")
             return list(_flatten_output(result))
+        function = tf.function(traced, input_signature=specs, autograph=True)
         try:
-            return tf.function(traced, input_signature=specs,
-                               autograph=True).get_concrete_function()
+            concrete = function.get_concrete_function()
         except Exception:  # noqa: BLE001 - code that needs a real dataset keeps using one
             return None
+        self._unrolled_functions[tuple(key_lengths)] = function
+        return concrete
+
+    def prepare_unrolled(self, lengths):
+        """Traces the unrolled variants for a parameter with one sequence, for each length
+        in `lengths` (so that they can be saved with the leaf)."""
+        leaves = [] if self.parameter_type is None else _leaves(self.parameter_type)
+        if sum(isinstance(t, core.SequenceType) for t in leaves) != 1:
+            return
+        for length in sorted(set(lengths)):
+            if length <= MAX_UNROLL and (length,) not in self._unrolled:
+                self._unrolled[(length,)] = self._trace_unrolled(leaves, (length,))
+
+    def unrolled_variants(self):
+        """`{lengths: tf.function}` of the unrolled variants traced so far."""
+        return dict(self._unrolled_functions)
 
     def saveable_function(self):
         """The `tf.function` to save (flat inputs, the leaves of the parameter type)."""
@@ -115,19 +133,24 @@ class TFFunction:
 
 
 class SavedTFFunction(TFFunction):
-    """A TF leaf loaded from a SavedModel (see `fcore.save`): runs the restored graph."""
+    """A TF leaf loaded from a SavedModel (see `fcore.save`): runs the restored graph, and
+    the restored unrolled variants where they fit."""
 
-    def __init__(self, name, type_signature, function, keep_alive=None):
+    def __init__(self, name, type_signature, function, keep_alive=None, unrolled=None):
         self.name = name
         self.type_signature = type_signature
         self.parameter_type = type_signature.parameter
         self._concrete = function
         self._tf_function = function
         self._keep_alive = keep_alive  # the restored module owns the variables
-        self._unrolled = None
+        self._unrolled = dict(unrolled or {})
+        self._unrolled_functions = {}
 
-    def run(self, value, unroll=False):
-        return super().run(value, unroll=False)
+    def _trace_unrolled(self, leaves, lengths):
+        return None  # no Python to trace: only the saved variants exist
+
+    def prepare_unrolled(self, lengths):
+        pass
 
     def captured_variables(self):
         return list(getattr(self._keep_alive, "captured", []))

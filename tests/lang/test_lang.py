@@ -381,7 +381,8 @@ def _round_trip(program, comp, failures):
 
 
 def _call(comp, arguments, num_clients, executor):
-    with fcore.execution_context(executor, num_clients=num_clients):
+    kind, options = executor if isinstance(executor, tuple) else (executor, {})
+    with fcore.execution_context(kind, num_clients=num_clients, **options):
         return comp(*arguments)
 
 
@@ -444,7 +445,18 @@ def run_program(program, executor="reference"):
     return failures
 
 
-EXECUTORS = ("reference", "fast")
+EXECUTORS = ("reference", "fast", "dask")
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
 
 
 def _params():
@@ -459,9 +471,11 @@ def _params():
 
 @pytest.mark.parametrize("executor", EXECUTORS)
 @pytest.mark.parametrize("path", _params())
-def test_program(path, executor):
+def test_program(path, executor, request):
     """Every program gives the same results on every executor (the reference interpreter is
-    the oracle the others are held to)."""
+    the oracle the others are held to; "dask" runs on a 2-worker LocalCluster)."""
+    if executor == "dask":
+        executor = ("dask", {"dask": request.getfixturevalue("dask_client")})
     try:
         program = read_program(path)
         failures = run_program(program, executor)

@@ -1,0 +1,159 @@
+"""The Dask executor on a real 2-worker LocalCluster: same results as the reference, data
+placed once, programs cached by hash, worker loss survived, unreachable schedulers."""
+
+import collections
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import fcore
+import learning
+from fcore import CLIENTS, FederatedType
+from fcore.execution import distributed as fdist
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+SPEC = collections.OrderedDict(x=tf.TensorSpec([None, 784], tf.float32),
+                               y=tf.TensorSpec([None], tf.int32))
+
+
+def model_fn():
+    model = tf.keras.models.Sequential([tf.keras.Input(shape=(784,)),
+                                        tf.keras.layers.Dense(16, activation="relu"),
+                                        tf.keras.layers.Dense(10, activation="softmax")])
+    model.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+                  optimizer=tf.keras.optimizers.SGD(0.1),
+                  metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
+    return learning.from_keras_model(model, input_spec=SPEC)
+
+
+def client_data(count, seed=0):
+    rng = np.random.default_rng(seed)
+    return [[collections.OrderedDict(x=rng.random((n, 784), dtype=np.float32),
+                                     y=rng.integers(0, 10, n).astype(np.int32))]
+            for n in rng.integers(1, 30, count)]
+
+
+def close(a, b):
+    for x, y in zip(tf.nest.flatten(_plain(a)), tf.nest.flatten(_plain(b))):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def _plain(value):
+    if isinstance(value, (fcore.Struct, list, tuple)):
+        return [_plain(v) for v in value]
+    return np.asarray(value, dtype=np.float64)
+
+
+def test_fedavg_rounds_match_the_reference(client):
+    process = learning.build_federated_averaging_process(model_fn)
+    data = client_data(12)
+    state = process.initialize()
+    with fcore.execution_context("reference"):
+        expected_state, expected_metrics = process.next(state, data)
+    with fcore.execution_context(dask=client):
+        found_state, found_metrics = process.next(state, data)
+    close(expected_state, found_state)
+    close(expected_metrics, found_metrics)
+    assert fdist.last_report["chunks"] > 1 and fdist.last_report["dropped_clients"] == 0
+
+
+def test_data_is_placed_once_and_programs_are_cached_by_hash(client):
+    process = learning.build_federated_averaging_process(model_fn)
+    data = client_data(8, seed=1)
+    state = process.initialize()
+    with fcore.execution_context(dask=client):
+        process.next(state, data)
+        placed = len(fdist._placed_data[client])
+        programs = client.run(lambda: sorted(
+            __import__("fcore.execution.distributed", fromlist=["_"])._worker_programs))
+        process.next(state, data)
+        assert len(fdist._placed_data[client]) == placed  # the same chunks, not re-sent
+    digests = {d for ds in programs.values() for d in ds}
+    assert digests and all(len(d) == 64 for d in digests)
+
+
+def test_the_language_programs_with_tf_leaves_match(client):
+    @fcore.tf_computation(np.float32)
+    def square(v):
+        return v * v
+
+    @fcore.federated_computation(FederatedType(np.float32, CLIENTS))
+    def stats(x):
+        squares = fcore.federated_map(square, x)
+        return (fcore.federated_sum(squares), fcore.federated_max(squares),
+                fcore.federated_mean(squares), squares)
+
+    values = [float(v) for v in range(1, 30)]
+    with fcore.execution_context("reference"):
+        expected = stats(values)
+    with fcore.execution_context(dask=client):
+        found = stats(values)
+    close(expected, found)
+
+
+@fcore.tf_computation(np.float32)
+def slow_square(v):
+    m = tf.eye(200) * 0.5
+
+    def body(i, acc):
+        return i + 1, tf.matmul(acc, m) + tf.eye(200)
+    _, acc = tf.while_loop(lambda i, _: i < 300, body, (tf.constant(0), tf.eye(200)))
+    return v * v + 0.0 * tf.reduce_sum(acc)
+
+
+@fcore.federated_computation(FederatedType(np.float32, CLIENTS))
+def sum_of_slow_squares(x):
+    return fcore.federated_sum(fcore.federated_map(slow_square, x))
+
+
+def test_a_worker_killed_during_a_round_is_survived(client):
+    values = [float(v) for v in range(40)]
+    expected = float(sum(v * v for v in values))
+    killed = []
+    pids = client.run(os.getpid)
+
+    def kill_a_worker(done, total):
+        if not killed:  # after the first chunk, while the others run or wait
+            worker, pid = sorted(pids.items())[0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(worker)
+
+    with fcore.execution_context(dask=client, progress=kill_a_worker):
+        result = sum_of_slow_squares(values)
+    assert killed
+    assert result == pytest.approx(expected)
+    assert fdist.last_report["retried"] >= 1  # chunks of the dead worker ran again
+    assert fdist.last_report["dropped_clients"] == 0
+    client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
+
+
+def test_an_unreachable_scheduler_fails_within_the_timeout(monkeypatch):
+    monkeypatch.setattr(fdist, "CONNECT_TIMEOUT", 2)
+    comp = fcore.parse_computation("(x:{float32}@CLIENTS -> federated_sum(x))")
+    start = time.monotonic()
+    with pytest.raises(fdist.DistributedExecutionError, match="Cannot reach the Dask scheduler"):
+        with fcore.execution_context(dask="tcp://127.0.0.1:1"):
+            comp([1.0])
+    assert time.monotonic() - start < 30
+
+
+def test_dask_needs_an_address_or_client():
+    with pytest.raises(ValueError, match="needs dask="):
+        with fcore.execution_context("dask"):
+            pass
