@@ -67,6 +67,8 @@ def connect(dask):
 class DistributedInterpreter(StreamingInterpreter):
     """Runs passes over clients on a Dask cluster (see the module doc)."""
 
+    lower = False  # passes go to the workers (which run their chunks with the fast path)
+
     def __init__(self, client, *args, retries=2, chunks_per_worker=4, **kwargs):
         super().__init__(*args, **kwargs)
         self.client = client

@@ -30,6 +30,8 @@ def _is_clients(type_):
 class StreamingInterpreter(Interpreter):
     """An `Interpreter` whose blocks stream their client work (see the module doc)."""
 
+    lower = True  # compile passes of alike clients into one graph (see lowering.py)
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._counter = 0
@@ -119,33 +121,48 @@ class StreamingInterpreter(Interpreter):
         needed = _needed(per_client, roots + sorted(materialise))
         order = [(name, per_client[name]) for name in per_client if name in needed]
         count = self._count(order, once)
-        accs = []
-        for name, node in aggregates:
-            server_parts = [] if node.function.uri == "federated_weighted_mean" else \
-                [once(e) for e in _elements(node.argument)[1:]]
-            accs.append((name, _client_part(node),
-                         accumulators.start(node.function.uri, node.function.type_signature,
-                                            server_parts)))
-        kept = {name: [] for name in materialise}
-        report = self.progress is not None and any(
+        report = self.progress is not None and self.client_index is None and any(
             getattr(once(_function_of(n)), "is_client_work", False) for _, n in order
             if n.function.uri == "federated_map")
+        done = [0]
+
+        def advance(clients):
+            done[0] += clients
+            if report:
+                self.progress(done[0], count)
+        accs = [accumulators.start(node.function.uri, node.function.type_signature,
+                                   [] if node.function.uri == "federated_weighted_mean" else
+                                   [once(e) for e in _elements(node.argument)[1:]])
+                for _, node in aggregates]
+        kept = {name: [None] * count for name in materialise}
+        remaining = range(count)
+        if self.lower:
+            from fcore.execution import lowering
+            lowered = lowering.lower_pass(order, aggregates, materialise, once, count,
+                                          self._member_of_call, _member, advance)
+            if lowered is not None:
+                partials, lowered_kept, remaining = lowered
+                for acc, partial in zip(accs, partials):
+                    acc.merge(partial)
+                for name, values in lowered_kept.items():
+                    for index, value in values.items():
+                        kept[name][index] = value
+        operands = [_client_part(node) for _, node in aggregates]
         outer = self.client_index
-        for index in range(count):
+        for index in remaining:
             self.client_index = index
             try:
                 members = {}
                 for name, node in order:
                     members[name] = self._member_of_call(node, index, members, once)
-                for _, operand, acc in accs:
+                for operand, acc in zip(operands, accs):
                     acc.add(_member(operand, index, members, once))
                 for name in materialise:
-                    kept[name].append(members[name])
+                    kept[name][index] = members[name]
             finally:
                 self.client_index = outer
-            if report and outer is None:
-                self.progress(index + 1, count)
-        results = {name: acc.result() for name, _, acc in accs}
+            advance(1)
+        results = {name: acc.result() for (name, _), acc in zip(aggregates, accs)}
         results.update(kept)
         return results
 

@@ -120,3 +120,20 @@ def test_fast_needs_the_number_of_clients_as_the_reference_does():
     with pytest.raises(fcore.CardinalityError, match="num_clients"):
         comp(1.5)
     assert run_both(comp, 1.5, num_clients=4) == [6.0, 6.0]
+
+
+def test_alike_clients_run_compiled_in_one_graph_with_the_same_results():
+    from fcore.execution import lowering
+    process = learning.build_federated_averaging_process(model_fn)
+    state = process.initialize()
+    rng = np.random.default_rng(3)
+    alike = [[collections.OrderedDict(x=rng.random((20, 784), dtype=np.float32),
+                                      y=rng.integers(0, 10, 20).astype(np.int32))]
+             for _ in range(lowering.MIN_GROUP + 2)]
+    data = alike + client_data(3, seed=4)  # and a few odd ones, which run one by one
+    before = len(lowering._compiled)
+    (ref_state, ref_metrics), (fast_state, fast_metrics) = run_both(process.next, state, data)
+    assert len(lowering._compiled) == before + 1  # one compiled group
+    assert_same(ref_state, fast_state)
+    assert_same(ref_metrics, fast_metrics)
+    assert process.next.last_report.clients == len(data)

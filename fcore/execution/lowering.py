@@ -1,0 +1,309 @@
+"""Compiling a round's client work into one TensorFlow graph per group of alike clients.
+
+When a pass over the clients is one TF leaf mapped over the clients (after structural zips),
+followed by structural selections and sums or means (a FedAvg round is), the fast executor
+runs each group of clients whose data have the same shapes in a single `tf.function`
+(XLA-compiled where XLA accepts it): a loop over the group's clients calls the leaf's
+unrolled variant and accumulates the aggregations in the graph. Per-client Python work then
+shrinks to building the group's stacked inputs. Anything else takes the per-client path."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fcore.execution import accumulators
+from fcore.execution.reference import Environment, Interpreter
+from fcore.ir import analysis, nodes
+from fcore.struct import Struct
+from fcore.tracing import tf_function as tff
+from fcore.types import core
+
+_LOWERED = ("federated_sum", "federated_mean", "federated_weighted_mean")
+_compiled: dict = {}  # structure key -> compiled group function
+
+
+class _NotLowerable(Exception):
+    pass
+
+
+MIN_GROUP = 8  # smaller groups of alike clients are not worth a compilation
+
+
+def lower_pass(order, aggregates, materialise, once, count, member_of_call, member, advance):
+    """Runs the pass's groups of at least MIN_GROUP alike clients compiled; returns
+    `(partial accumulators, {kept name: {client index: value}}, remaining client indices)`
+    for the per-client path to finish, or None when the pass does not have the shape this
+    module compiles."""
+    try:
+        plan = _Plan(order, aggregates, materialise, once)
+    except _NotLowerable:
+        return None
+    rows = []  # per client: the leaf's flat argument
+    for index in range(count):
+        members = {}
+        for name, node in plan.pre:
+            members[name] = member_of_call(node, index, members, once)
+        argument = member(plan.leaf_argument, index, members, once)
+        rows.append(tff._flatten(plan.leaf.parameter_type, argument))
+    groups = {}
+    for index, row in enumerate(rows):
+        groups.setdefault(plan.group_key(row), []).append(index)
+    large = {key: indices for key, indices in groups.items()
+             if key is not None and len(indices) >= MIN_GROUP}
+    if not large:
+        return None
+    return plan.run(large, rows, count, advance)
+
+
+class _Plan:
+    def __init__(self, order, aggregates, materialise, once):
+        names = [name for name, _ in order]
+        leaves = [(i, n) for i, (name, n) in enumerate(order)
+                  if n.function.uri == "federated_map" and isinstance(n.argument, nodes.Struct)
+                  and isinstance(n.argument.elements[0][1], nodes.TFLeaf)]
+        if len(leaves) != 1 or any(uri not in _LOWERED for uri in
+                                   (n.function.uri for _, n in aggregates)):
+            raise _NotLowerable()
+        position, leaf_node = leaves[0]
+        self.leaf_name = names[position]
+        self.leaf = leaf_node.argument.elements[0][1].computation
+        if not hasattr(self.leaf, "_trace_unrolled") or self.leaf._unrolled is None or \
+                isinstance(self.leaf, tff.SavedTFFunction):
+            raise _NotLowerable()
+        self.leaf_argument = leaf_node.argument.elements[1][1]
+        self.pre = order[:position]
+        self.post = order[position + 1:]
+        local = {self.leaf_name} | {name for name, _ in self.post}
+        for name, node in self.post:
+            fn = node.argument.elements[0][1] if isinstance(node.argument, nodes.Struct) \
+                else None
+            if node.function.uri != "federated_map" or not isinstance(fn, nodes.Lambda) or \
+                    analysis.free_names(fn) or _has_intrinsics(fn) or \
+                    not analysis.free_names(node.argument) <= local:
+                raise _NotLowerable()
+        from fcore.execution.streaming import _client_part
+        self.operands = [_client_part(n) for _, n in aggregates]
+        if any(not analysis.free_names(o) <= local for o in self.operands) or \
+                not set(materialise) <= local:
+            raise _NotLowerable()
+        self.aggregates = aggregates
+        self.kept = sorted(materialise)
+        self.types = {self.leaf_name: self.leaf.type_signature.result}
+        self.types.update({name: node.type_signature.member for name, node in self.post})
+        param_leaves = tff._leaves(self.leaf.parameter_type)
+        sequences = [i for i, t in enumerate(param_leaves) if isinstance(t, core.SequenceType)]
+        if len(sequences) > 1:
+            raise _NotLowerable()
+        self.param_leaves = param_leaves
+        self.sequence = sequences[0] if sequences else None
+
+    def group_key(self, row):
+        key = []
+        for position, (value, type_) in enumerate(zip(row, self.param_leaves)):
+            if position == self.sequence:
+                if not isinstance(value, list) or len(value) > tff.MAX_UNROLL:
+                    return None
+                key.append(("seq", tuple(tuple(np.shape(x) for x in tff._flatten(
+                    type_.element, element)) for element in value)))
+            else:
+                key.append(("value", id(value), np.shape(value)))
+        return tuple(key)
+
+    def run(self, groups, rows, count, advance):
+        accs = [accumulators.start(n.function.uri, n.function.type_signature, [])
+                for _, n in self.aggregates]
+        kept = {name: {} for name in self.kept}
+        remaining = set(range(count))
+        for key, indices in groups.items():
+            results = self._run_group(key, [rows[i] for i in indices])
+            if results is None:
+                continue  # these clients take the per-client path
+            partial_accs, kept_rows = results
+            for acc, partial in zip(accs, partial_accs):
+                acc.merge(partial)
+            for name, values in kept_rows.items():
+                kept[name].update(zip(indices, values))
+            remaining -= set(indices)
+            advance(len(indices))
+        return accs, kept, sorted(remaining)
+
+    def _run_group(self, key, rows):
+        import tensorflow as tf
+        lengths = tuple(len(v) for (kind, v) in [(k[0], k[1]) for k in key] if kind == "seq")
+        concrete = self.leaf._unrolled_for(self.param_leaves, rows[0])
+        if concrete is None:
+            return None
+        shared, stacked, layout = [], [], []
+        for position, (value, type_) in enumerate(zip(rows[0], self.param_leaves)):
+            if position == self.sequence:
+                width = len(tff._leaves(type_.element))
+                for j in range(len(value) * width):
+                    stacked.append(np.stack([tff._unrolled_input(r[position], type_)[j]
+                                             for r in rows]))
+                    layout.append(("stacked", len(stacked) - 1))
+            else:
+                shared.append(value)
+                layout.append(("shared", len(shared) - 1))
+        structure = (id(self.leaf), key_shapes(key), self._text(), lengths)
+        function = _compiled.get(structure)
+        if function is None:
+            function = _compiled[structure] = _GroupFunction(self, concrete, layout)
+        return function(shared, stacked)
+
+    def _text(self):
+        return tuple(str(n) for _, n in self.post) + tuple(str(o) for o in self.operands) + \
+            tuple(self.kept)
+
+
+def key_shapes(key):
+    return tuple(k if k[0] == "seq" else ("value", k[2]) for k in key)
+
+
+def _has_intrinsics(node):
+    if isinstance(node, nodes.Intrinsic):
+        return True
+    return any(_has_intrinsics(c) for c in node.children())
+
+
+class _GroupFunction:
+    """The compiled loop over one group's clients."""
+
+    def __init__(self, plan, concrete, layout):
+        self.plan, self.concrete, self.layout = plan, concrete, layout
+        self.functions = None
+
+    def __call__(self, shared, stacked):
+        import tensorflow as tf
+        if self.functions is None:
+            self.functions = [tf.function(self._loop, jit_compile=True),
+                              tf.function(self._loop)]
+        shared = [tf.convert_to_tensor(s) if not isinstance(s, (list, Struct)) else s
+                  for s in shared]
+        while self.functions:
+            try:
+                outputs = self.functions[0](shared, stacked)
+                break
+            except Exception:  # noqa: BLE001 - XLA may refuse the graph: try without it
+                self.functions.pop(0)
+        else:
+            return None
+        return self._unpack(outputs, len(stacked[0]) if stacked else 0)
+
+    def _loop(self, shared, stacked):
+        import tensorflow as tf
+        plan = self.plan
+        count = tf.shape(stacked[0])[0]
+        interpreter = Interpreter()
+        functions = {name: interpreter.evaluate(node.argument.elements[0][1], Environment())
+                     for name, node in plan.post}
+        specs = [(n.function.uri, _leaf_types(_operand_type(n))) for _, n in plan.aggregates]
+        initial = []
+        for uri, types in specs:
+            if uri == "federated_weighted_mean":
+                initial += [tf.zeros(t.shape, tf.float64) for t in types[:-1]] + \
+                    [tf.constant(0.0, tf.float64)]
+            elif uri == "federated_mean":
+                initial += [tf.zeros(t.shape, tf.float64) for t in types] + \
+                    [tf.constant(0.0, tf.float64)]
+            else:
+                initial += [tf.zeros(t.shape, t.dtype) for t in types]
+        kept_types = [_leaf_types(plan.types[name]) for name in plan.kept]
+        arrays = [tf.TensorArray(t.dtype, size=count) for types in kept_types for t in types]
+
+        def body(i, totals, arrays):
+            flat = [shared[index] if kind == "shared" else stacked[index][i]
+                    for kind, index in self.layout]
+            outputs = self.concrete(*flat)
+            members = {plan.leaf_name: tff._unflatten(plan.leaf.type_signature.result,
+                                                      list(outputs), False, True)}
+            for name, node in plan.post:
+                members[name] = functions[name](_operand(node.argument.elements[1][1],
+                                                         members))
+            totals = list(totals)
+            cursor = 0
+            for (uri, types), operand in zip(specs, plan.operands):
+                value = _operand(operand, members)
+                if uri == "federated_weighted_mean":
+                    leaves, weight = _leaves_of(value[0]), tf.cast(value[1], tf.float64)
+                    for leaf in leaves:
+                        scaled = tf.cast(leaf, tf.float64) * weight
+                        totals[cursor] += tf.where(weight != 0, scaled, tf.zeros_like(scaled))
+                        cursor += 1
+                    totals[cursor] += weight
+                    cursor += 1
+                elif uri == "federated_mean":
+                    for leaf in _leaves_of(value):
+                        totals[cursor] += tf.cast(leaf, tf.float64)
+                        cursor += 1
+                    totals[cursor] += 1.0
+                    cursor += 1
+                else:
+                    for leaf in _leaves_of(value):
+                        totals[cursor] += tf.cast(leaf, totals[cursor].dtype)
+                        cursor += 1
+            arrays = list(arrays)
+            position = 0
+            for name in plan.kept:
+                for leaf in _leaves_of(members[name]):
+                    arrays[position] = arrays[position].write(i, leaf)
+                    position += 1
+            return i + 1, totals, arrays
+
+        _, totals, arrays = tf.while_loop(lambda i, *_: i < count, body,
+                                          (tf.constant(0), initial, arrays))
+        return totals, [a.stack() for a in arrays]
+
+    def _unpack(self, outputs, size):
+        totals, arrays = outputs
+        totals = [t.numpy() for t in totals]
+        accs, cursor = [], 0
+        for _, node in self.plan.aggregates:
+            uri, fn_type = node.function.uri, node.function.type_signature
+            acc = accumulators.start(uri, fn_type, [])
+            width = len(_leaf_types(fn_type.result.member))
+            if uri in ("federated_weighted_mean", "federated_mean"):
+                acc.totals = totals[cursor:cursor + width]
+                acc.weight = float(totals[cursor + width])
+                if acc.weight == 0:
+                    acc.totals = None
+                cursor += width + 1
+            else:
+                acc.totals = totals[cursor:cursor + width] if size else None
+                cursor += width
+            accs.append(acc)
+        kept, position = {}, 0
+        for name in self.plan.kept:
+            types = _leaf_types(self.plan.types[name])
+            columns = [a.numpy() for a in arrays[position:position + len(types)]]
+            position += len(types)
+            kept[name] = [tff._unflatten(self.plan.types[name], [c[row] for c in columns],
+                                         for_python=False) for row in range(size)]
+        return accs, kept
+
+
+def _operand(node, members):
+    if isinstance(node, nodes.Reference):
+        return members[node.name]
+    if isinstance(node, nodes.Struct):
+        return Struct([(n, _operand(e, members)) for n, e in node.elements])
+    raise _NotLowerable()
+
+
+def _operand_type(node):
+    operand = node.argument
+    type_ = operand.type_signature
+    return type_
+
+
+def _leaf_types(type_):
+    if isinstance(type_, core.FederatedType):
+        return _leaf_types(type_.member)
+    if isinstance(type_, core.StructType):
+        return [leaf for t in type_ for leaf in _leaf_types(t)]
+    return [type_]
+
+
+def _leaves_of(value):
+    if isinstance(value, Struct):
+        return [leaf for v in value for leaf in _leaves_of(v)]
+    return [value]
