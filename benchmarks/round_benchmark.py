@@ -75,22 +75,24 @@ def pure_tf(clients, xla):
             loss = tf.reduce_sum(per_example * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
         return tape.gradient(loss, w)
 
+    longest = max(len(y) for _, y in clients)
+    window = min(BATCH, longest)  # batches of up to 100 (no padding beyond the data)
+
     def local_epoch(w, x, y, n):
         """SGD over the client's n examples in batches of 100 (x, y padded)."""
         steps = (n + BATCH - 1) // BATCH
 
         def body(j, w):
-            bx = tf.slice(x, [j * BATCH, 0], [BATCH, 784])
-            by = tf.slice(y, [j * BATCH], [BATCH])
-            mask = tf.cast(tf.range(BATCH) + j * BATCH < n, tf.float32)
+            bx = tf.slice(x, [j * BATCH, 0], [window, 784])
+            by = tf.slice(y, [j * BATCH], [window])
+            mask = tf.cast(tf.range(window) + j * BATCH < n, tf.float32)
             grads = loss_and_grads(w, bx, by, mask)
             return j + 1, [a - LR * g for a, g in zip(w, grads)]
         _, w = tf.while_loop(lambda j, _: j < steps, body, (tf.constant(0), w))
         return w
 
     if xla:
-        longest = max(len(y) for _, y in clients)
-        padded = -(-longest // BATCH) * BATCH
+        padded = (-(-longest // BATCH) - 1) * BATCH + window
         xs = np.zeros((len(clients), padded, 784), np.float32)
         ys = np.zeros((len(clients), padded), np.int32)
         ns = np.array([len(y) for _, y in clients], np.int32)
@@ -113,7 +115,7 @@ def pure_tf(clients, xla):
     @tf.function
     def client_update(w, x, y):
         n = tf.shape(y)[0]
-        pad = (BATCH - n % BATCH) % BATCH
+        pad = (window - n % BATCH) % window if window < BATCH else (BATCH - n % BATCH) % BATCH
         x = tf.pad(x, [[0, pad], [0, 0]])
         y = tf.pad(y, [[0, pad]])
         return local_epoch(w, x, y, n)

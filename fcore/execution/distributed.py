@@ -69,7 +69,7 @@ class DistributedInterpreter(StreamingInterpreter):
 
     lower = False  # passes go to the workers (which run their chunks with the fast path)
 
-    def __init__(self, client, *args, retries=2, chunks_per_worker=4, **kwargs):
+    def __init__(self, client, *args, retries=2, chunks_per_worker=2, **kwargs):
         super().__init__(*args, **kwargs)
         self.client = client
         self.retries = retries
@@ -85,21 +85,18 @@ class DistributedInterpreter(StreamingInterpreter):
         needed = _needed(per_client, roots + sorted(materialise))
         order = [(name, per_client[name]) for name in per_client if name in needed]
         try:
-            if any(n.function.uri == "federated_aggregate" for _, n in aggregates):
-                raise _Unsupported()  # its accumulate/merge/report are server-side functions
+            if any(n.function.uri in ("federated_aggregate", "federated_secure_sum",
+                                      "federated_secure_sum_bitwidth") for _, n in aggregates):
+                raise _Unsupported()  # merged on the driver only from the clients' values
             program = _ClientProgram(order, aggregates, materialise, once)
         except _Unsupported:
             return super()._pass(env, values, per_client, aggregates, materialise)
-        if not program.has_tf_work:  # IR-only work is cheaper here than a round trip
-            return super()._pass(env, values, per_client, aggregates, materialise)
         count = self._count(order, once)
-        specs = [(node.function.uri, node.function.type_signature,
-                  [] if node.function.uri == "federated_weighted_mean" else
-                  [once(e) for e in _elements(node.argument)[1:]])
-                 for _, node in aggregates]
-        return self._run_distributed(program, specs, aggregates, materialise, count)
+        if not program.has_tf_work or count == 0:  # cheaper here than a round trip
+            return super()._pass(env, values, per_client, aggregates, materialise)
+        return self._run_distributed(program, aggregates, materialise, count)
 
-    def _run_distributed(self, program, specs, aggregates, materialise, count):
+    def _run_distributed(self, program, aggregates, materialise, count):
         from distributed import as_completed
         data = program.client_inputs
         program_future = _scatter_program(self.client, program)
@@ -114,8 +111,8 @@ class DistributedInterpreter(StreamingInterpreter):
             chunk_data = _chunk_data(self.client, data, start, stop, fresh)
             future = self.client.submit(
                 run_chunk, program.digest, program_future, program.shared_inputs, chunk_data,
-                specs, start, stop, key=f"fcore-chunk-{program.digest[:12]}-{start}-"
-                                        f"{_token()}", pure=False)
+                stop - start, key=f"fcore-chunk-{program.digest[:12]}-{start}-{_token()}",
+                pure=False)
             futures[future] = chunk
 
         for chunk in chunks:
@@ -147,7 +144,7 @@ class DistributedInterpreter(StreamingInterpreter):
         if self.dropped:
             warnings.warn(f"distributed executor: {lost} of {count} clients dropped after "
                           f"worker failures: {self.dropped[0][1]}", RuntimeWarning)
-        return _merge(partials, aggregates, specs, materialise, program, count)
+        return _merge(partials, aggregates, materialise, program, count)
 
 
 def _free(node):
@@ -167,27 +164,39 @@ class _Unsupported(Exception):
 
 
 class _ClientProgram:
-    """One pass's per-client work as an fcore computation from one client's inputs to the
-    aggregations' operands and the kept values:
-    `(_in:<_i0=T0,...> -> (let _i0=_in._i0,...,<per-client bindings> in <outputs>))`."""
+    """One pass over the clients as a federated computation over a chunk of them:
+    `(_in:<_i0=T0@P,...> -> (let _i0=_in._i0,...,<the pass's bindings> in <results>))`,
+    whose inputs are the pass's server-side values and client lists, and whose results are
+    the pass's aggregations (with what merging chunks needs: the sum of the weights of a
+    weighted mean, the count of a mean) and the client values it keeps."""
 
     def __init__(self, order, aggregates, materialise, once):
-        self.inputs = []          # (name, member type)
-        self.shared_inputs = {}   # name -> value (the same for every client)
-        self.client_inputs = {}   # name -> (value holding per-client lists, its type)
+        self.inputs = []          # (name, type)
+        self.shared_inputs = {}   # name -> value (the same for every chunk)
+        self.client_inputs = {}   # name -> (client list, type)
         self._once = once
         self._per_client = {name for name, _ in order}
-        locals_ = [(name, self._member_call(node)) for name, node in order]
-        outputs = [self._member(_client_operand(node)) for _, node in aggregates] + \
-            [nodes.Reference(name, dict(order)[name].type_signature.member)
-             for name in sorted(materialise)]
-        self.kept = sorted(materialise)
+        locals_ = [(name, nodes.Call(node.function, self._rewrite(node.argument)))
+                   for name, node in order]
+        self.results = []         # (kind, aggregate name or kept name, uri)
+        outputs = []
+        for name, node in aggregates:
+            uri = node.function.uri
+            argument = self._rewrite(node.argument)
+            locals_.append((name, nodes.Call(node.function, argument)))
+            outputs.append(nodes.Reference(name, node.type_signature))
+            self.results.append(("aggregate", name, uri))
+            extra = _merge_weight(uri, argument)
+            if extra is not None:
+                locals_.append((name + "_weight", extra))
+                outputs.append(nodes.Reference(name + "_weight", extra.type_signature))
+        for name in sorted(materialise):
+            outputs.append(nodes.Reference(name, dict(order)[name].type_signature))
+            self.results.append(("kept", name, None))
         parameter = core.StructType(self.inputs)
         argument = nodes.Reference("_in", parameter)
         bindings = [(name, nodes.Selection(argument, name=name)) for name, _ in self.inputs]
-        body = nodes.Struct([(None, o) for o in outputs])
-        if bindings or locals_:
-            body = nodes.Block(bindings + locals_, body)
+        body = nodes.Block(bindings + locals_, nodes.Struct([(None, o) for o in outputs]))
         from fcore.tracing.computation import Computation
         self.computation = Computation(nodes.Lambda("_in", parameter, body), "client_program")
         self.has_tf_work = bool(self.computation.leaves())
@@ -204,39 +213,53 @@ class _ClientProgram:
             _programs[key] = cached
         self.data, self.digest = cached
 
-    def _member_call(self, node):
-        uri = node.function.uri
-        if uri == "federated_zip_at_clients":
-            return self._member(node.argument)
-        if uri == "federated_eval_at_clients":
-            return nodes.Call(self._function(node.argument))
-        if not isinstance(node.argument, nodes.Struct):
-            raise _Unsupported()
-        fn, value = (e for _, e in node.argument.elements)
-        return nodes.Call(self._function(fn), self._member(value))
-
-    def _function(self, node):
-        if isinstance(node, (nodes.TFLeaf, nodes.Lambda)) and not _free(node):
-            return node
-        raise _Unsupported()  # a function value from the server side cannot travel
-
-    def _member(self, node):
+    def _rewrite(self, node):
+        """`node` with its server-side parts replaced by references to program inputs."""
+        if node is None:
+            return None
+        free = _free(node)
         if isinstance(node, nodes.Reference) and node.name in self._per_client:
-            return nodes.Reference(node.name, _member_type(node.type_signature))
+            return node
         if isinstance(node, nodes.Struct):
-            return nodes.Struct([(n, self._member(e)) for n, e in node.elements])
+            return nodes.Struct([(n, self._rewrite(e)) for n, e in node.elements])
+        if free & self._per_client:
+            raise _Unsupported()  # per-client values inside another expression
         if isinstance(node.type_signature, core.FunctionType):
-            return self._function(node)
+            if isinstance(node, (nodes.TFLeaf, nodes.Lambda)) and not free:
+                return node
+            raise _Unsupported()  # a function value from the server side cannot travel
+        if not free and not _has_federated(node.type_signature):
+            return node  # a closed constant travels in the program text
+        type_ = node.type_signature
+        if _has_federated(type_) and not isinstance(type_, core.FederatedType):
+            raise _Unsupported()
         name = f"_i{len(self.inputs)}"
-        member_type = _member_type(node.type_signature)
-        self.inputs.append((name, member_type))
+        self.inputs.append((name, type_))
         value = self._once(node)
-        if _has_client_list(node.type_signature):
-            self.client_inputs[name] = (value, node.type_signature)
+        if isinstance(type_, core.FederatedType) and _is_clients(type_):
+            self.client_inputs[name] = (value, type_)
         else:
-            self.shared_inputs[name] = impls._unplace(value, node.type_signature, None) \
-                if _has_federated(node.type_signature) else value
-        return nodes.Reference(name, member_type)
+            self.shared_inputs[name] = value
+        return nodes.Reference(name, type_)
+
+
+def _merge_weight(uri, argument):
+    """What merging chunk results of `uri` needs besides the results: the sum of the weights
+    of a weighted mean, the number of members of a mean."""
+    from fcore.intrinsics.definitions import lookup
+    if uri == "federated_weighted_mean":
+        counted = argument.elements[1][1] if isinstance(argument, nodes.Struct) else \
+            nodes.Selection(argument, index=1)
+    elif uri == "federated_mean":
+        member = argument.type_signature.member
+        one = nodes.Lambda("_v", member, nodes.Literal(1.0))
+        pair = nodes.Struct([(None, one), (None, argument)])
+        counted = nodes.Call(nodes.Intrinsic(
+            "federated_map", lookup("federated_map").function_type(pair.type_signature)), pair)
+    else:
+        return None
+    return nodes.Call(nodes.Intrinsic("federated_sum", lookup("federated_sum").function_type(
+        counted.type_signature)), counted)
 
 
 _programs: dict = {}  # program text and leaves -> (saved bytes, digest), per process
@@ -307,7 +330,7 @@ def _chunk_data(client, data, start, stop, fresh):
     placed = _placed_data.setdefault(client, {})
     chunk = {}
     for name, (value, type_) in data.items():
-        rows = [impls._unplace(value, type_, i) for i in range(start, stop)]
+        rows = list(value[start:stop])
         key = _fingerprint(rows)
         if fresh or key not in placed:
             placed[key] = client.scatter(rows, hash=False)
@@ -337,51 +360,71 @@ def _fingerprint(value):
 _worker_programs: dict = {}  # digest -> loaded computation, per worker process
 
 
-def run_chunk(digest, program_data, shared, chunk, specs, start, stop):
-    """Runs the client program for clients `start..stop` on a worker; returns partial
-    accumulators (one per aggregation) and the kept values, in order."""
+def run_chunk(digest, program_data, shared, chunk, size):
+    """Runs the chunk program on a worker (with the fast executor, so alike clients run
+    compiled) for one chunk of `size` clients; returns its results."""
     program = _worker_programs.get(digest)
     if program is None:
         if hashlib.sha256(program_data).hexdigest() != digest:
             raise DistributedExecutionError("the client program arrived altered")
         from fcore import serialization
         program = _worker_programs[digest] = serialization.from_bytes(program_data)
-    accs = []
-    for uri, fn_type, server_parts in specs:
-        acc = accumulators.start(uri, fn_type, server_parts)
-        if hasattr(acc, "first_client"):
-            acc.first_client = start
-        accs.append(acc)
-    interpreter = StreamingInterpreter(None, "client program")
-    function = interpreter.evaluate(program.ir, Environment())
-    parameter = program.type_signature.parameter
-    kept = []
+    from fcore.execution.context import execution_context
     from fcore.struct import Struct
-    for offset in range(stop - start):
-        interpreter.client_index = start + offset
-        values = dict(shared)
-        for name, rows in chunk.items():
-            values[name] = rows[offset]
-        argument = Struct([(name, values[name]) for name in parameter.names()])
-        outputs = list(function(argument))
-        for acc, operand in zip(accs, outputs):
-            acc.add(operand)
-        kept.append(outputs[len(accs):])
-    return accs, kept
+    names = program.type_signature.parameter.names()
+    values = {**shared, **chunk}
+    with execution_context("fast", num_clients=size):
+        result = program(Struct([(name, values[name]) for name in names]))
+    return list(result)
 
 
-def _merge(partials, aggregates, specs, materialise, program, count):
+def _merge(partials, aggregates, materialise, program, count):
+    """The pass's results from the chunks' results."""
     partials.sort(key=lambda item: item[0][0])
-    merged = []
-    for index, (uri, fn_type, server_parts) in enumerate(specs):
-        acc = accumulators.start(uri, fn_type, server_parts)
-        for _, (accs, _) in partials:
-            acc.merge(accs[index])
-        merged.append(acc)
-    results = {name: acc.result() for (name, _), acc in zip(aggregates, merged)}
-    for position, name in enumerate(program.kept):
-        results[name] = [row[position] for _, (_, kept) in partials for row in kept]
+    results, position = {}, 0
+    for kind, name, uri in program.results:
+        if kind == "kept":
+            results[name] = [v for _, outputs in partials for v in outputs[position]]
+            position += 1
+            continue
+        fn_type = dict(aggregates)[name].function.type_signature
+        values = [outputs[position] for _, outputs in partials]
+        if uri in ("federated_weighted_mean", "federated_mean"):
+            weights = [float(outputs[position + 1]) for _, outputs in partials]
+            results[name] = _weighted(values, weights, fn_type.result.member)
+            position += 2
+        else:
+            results[name] = _combine(uri, values, fn_type.result.member)
+            position += 1
     return results
+
+
+def _weighted(means, weights, type_):
+    kept = [(m, w) for m, w in zip(means, weights) if w != 0]
+    leaf_types = impls._leaf_types(type_)
+    if not kept:
+        return impls._rebuild(type_, [impls._cast(t, np.full(t.shape, np.nan))
+                                      for t in leaf_types])
+    total = sum(w for _, w in kept)
+    leaves = []
+    for position, t in enumerate(leaf_types):
+        wide = np.complex128 if t.dtype.kind == "c" else np.float64
+        acc = sum(np.asarray(impls._leaves(m)[position], dtype=wide) * w for m, w in kept)
+        leaves.append(impls._cast(t, acc / total))
+    return impls._rebuild(type_, leaves)
+
+
+def _combine(uri, values, type_):
+    reduce = {"federated_min": np.minimum, "federated_max": np.maximum}.get(uri, np.add)
+    leaf_types = impls._leaf_types(type_)
+    leaves = []
+    for position, t in enumerate(leaf_types):
+        parts = [impls._leaves(v)[position] for v in values]
+        acc = parts[0]
+        for part in parts[1:]:
+            acc = reduce(np.asarray(acc), np.asarray(part))
+        leaves.append(impls._cast(t, acc))
+    return impls._rebuild(type_, leaves)
 
 
 def run(computation, argument, num_clients, progress=None, dask=None):

@@ -67,8 +67,7 @@ class _Plan:
         position, leaf_node = leaves[0]
         self.leaf_name = names[position]
         self.leaf = leaf_node.argument.elements[0][1].computation
-        if not hasattr(self.leaf, "_trace_unrolled") or self.leaf._unrolled is None or \
-                isinstance(self.leaf, tff.SavedTFFunction):
+        if not hasattr(self.leaf, "_unrolled_for") or self.leaf._unrolled is None:
             raise _NotLowerable()
         self.leaf_argument = leaf_node.argument.elements[1][1]
         self.pre = order[:position]

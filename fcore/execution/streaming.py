@@ -52,8 +52,16 @@ class StreamingInterpreter(Interpreter):
 
     def _stream(self, block, env):
         locals_, result = block
-        bindings, result = analysis.lift_calls(locals_, result, _LIFTED, self._fresh)
-        result_name = self._fresh()
+        taken = {name for name, _ in locals_} | analysis.free_names(
+            nodes.Block(locals_, result) if locals_ else result)
+
+        def fresh():  # a name the block does not use (programs built elsewhere have some)
+            name = self._fresh()
+            while name in taken:
+                name = self._fresh()
+            return name
+        bindings, result = analysis.lift_calls(locals_, result, _LIFTED, fresh)
+        result_name = fresh()
         bindings.append((result_name, result))
         values = {}          # name -> value (server values, materialised client lists)
         per_client = {}      # name -> node, computed per client in passes
