@@ -25,12 +25,13 @@ from fcore.types import (CLIENTS, SERVER, AbstractType, FederatedType, FunctionT
 
 __all__ = [
     "AbstractType", "CLIENTS", "CardinalityError", "Computation", "ComputationTypeError",
-    "ExecutionError", "FederatedType", "SerializationError", "FunctionType", "IterativeProcess", "PlacementLiteral", "PlacementType",
-    "PolymorphicComputation", "SERVER", "SequenceType", "Struct", "StructType", "TensorType",
-    "Type", "TypeMismatchError", "TypeParseError", "Value", "execution_context",
-    "federated_aggregate", "federated_average", "federated_broadcast", "federated_computation",
-    "federated_eval", "federated_map", "federated_max", "federated_mean", "federated_min",
-    "federated_secure_sum", "federated_secure_sum_bitwidth", "federated_sum", "federated_value",
-    "federated_zip", "load", "parse_computation", "parse_type", "save", "sequence_map", "sequence_reduce",
-    "sequence_sum", "tf_computation", "to_type",
+    "ExecutionError", "FederatedType", "FunctionType", "IterativeProcess", "PlacementLiteral",
+    "PlacementType", "PolymorphicComputation", "SERVER", "SequenceType", "SerializationError",
+    "Struct", "StructType", "TensorType", "Type", "TypeMismatchError", "TypeParseError", "Value",
+    "execution_context", "federated_aggregate", "federated_average", "federated_broadcast",
+    "federated_computation", "federated_eval", "federated_map", "federated_max",
+    "federated_mean", "federated_min", "federated_secure_sum", "federated_secure_sum_bitwidth",
+    "federated_sum", "federated_value", "federated_zip", "load", "parse_computation",
+    "parse_type", "save", "sequence_map", "sequence_reduce", "sequence_sum", "tf_computation",
+    "to_type",
 ]

@@ -124,8 +124,9 @@ def _manifest(archive, names, where):
     except (ValueError, UnicodeDecodeError) as e:
         raise SerializationError(f"{where}: {_MANIFEST} is not valid JSON: {e}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
         raise SerializationError(f"{where} is not a saved fcore computation (format "
-                                 f"{manifest.get('format') if isinstance(manifest, dict) else None!r}).")
+                                 f"{found!r}).")
     if manifest.get("version") != VERSION:
         raise SerializationError(f"{where}: unsupported version {manifest.get('version')!r} "
                                  f"(this fcore reads version {VERSION}).")

@@ -250,7 +250,6 @@ def plot(history, path):
 
 def main(argv=None):
     args = parse_args(argv)
-    import numpy as np
     import tensorflow as tf
 
     import fcore

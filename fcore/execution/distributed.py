@@ -20,10 +20,10 @@ import weakref
 
 import numpy as np
 
-from fcore.execution import accumulators, intrinsic_impls as impls
+from fcore.execution import intrinsic_impls as impls
 from fcore.execution.errors import ExecutionError
 from fcore.execution.reference import Environment, Interpreter
-from fcore.execution.streaming import StreamingInterpreter, _elements, _is_clients
+from fcore.execution.streaming import StreamingInterpreter, _is_clients
 from fcore.ir import nodes
 from fcore.types import core
 

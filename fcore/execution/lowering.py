@@ -127,7 +127,6 @@ class _Plan:
         return accs, kept, sorted(remaining)
 
     def _run_group(self, key, rows):
-        import tensorflow as tf
         lengths = tuple(len(v) for (kind, v) in [(k[0], k[1]) for k in key] if kind == "seq")
         concrete = self.leaf._unrolled_for(self.param_leaves, rows[0])
         if concrete is None:

@@ -298,9 +298,11 @@ def _unplaced(t):
 
 
 _define("federated_zip_at_server", "(<T@SERVER,U@SERVER> -> <T,U>@SERVER)",
-        "A struct of server values (any number, nested) as one server value of structs.")(_zip_rule(SERVER))
+        "A struct of server values (any number, nested) as one server value of structs.")(
+    _zip_rule(SERVER))
 _define("federated_zip_at_clients", "(<{T}@CLIENTS,{U}@CLIENTS> -> {<T,U>}@CLIENTS)",
-        "A struct of client values (any number, nested) as one client value of structs.")(_zip_rule(CLIENTS))
+        "A struct of client values (any number, nested) as one client value of structs.")(
+    _zip_rule(CLIENTS))
 
 
 # Sequences ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import numpy as np
 
 from fcore.types import core, placements
 from fcore.types.assignability import first_difference, mismatch
-from fcore.types.conversion import to_type
+from fcore.types.conversion import constant_type, to_type
 
 
 class Node:
@@ -253,16 +253,11 @@ class TFLeaf(Node):
 
 
 def _default_literal_type(value):
-    if isinstance(value, (bool, np.bool_)):
-        return core.TensorType(np.bool_)
-    if isinstance(value, int):
-        return core.TensorType(np.int32)
-    if isinstance(value, float):
-        return core.TensorType(np.float32)
-    if isinstance(value, (str, bytes)):
-        return core.TensorType(str)
-    array = np.asarray(value)
-    return core.TensorType(array.dtype, array.shape)
+    type_ = constant_type(value)
+    if type_ is None:
+        array = np.asarray(value)
+        type_ = core.TensorType(array.dtype, array.shape)
+    return type_
 
 
 def _short(node):

@@ -10,7 +10,7 @@ import json
 
 from fcore.intrinsics import definitions
 from fcore.ir import nodes
-from fcore.syntax import errors, grammars
+from fcore.syntax import errors
 from fcore.syntax.types import TypeBuilder, _transformer_base
 from fcore.types import placements
 from fcore.types.errors import TypeMismatchError, TypeParseError

@@ -5,10 +5,10 @@ from __future__ import annotations
 import collections.abc
 import sys
 
-import numpy as np
 
 from fcore.struct import Struct
 from fcore.types import core
+from fcore.types.conversion import constant_type
 
 
 def infer_type(value):
@@ -27,16 +27,9 @@ def infer_type(value):
             return core.SequenceType(to_type(value.element_spec))
         if isinstance(value, (tf.Tensor, tf.Variable)):
             return core.TensorType(value.dtype, value.shape)
-    if isinstance(value, (bool, np.bool_)):
-        return core.TensorType(np.bool_)
-    if isinstance(value, int):
-        return core.TensorType(np.int32)
-    if isinstance(value, float):
-        return core.TensorType(np.float32)
-    if isinstance(value, (str, bytes)):
-        return core.TensorType(str)
-    if isinstance(value, (np.ndarray, np.generic)):
-        return core.TensorType(value.dtype, value.shape)
+    constant = constant_type(value)
+    if constant is not None:
+        return constant
     if isinstance(value, Struct):
         return core.StructType([(n, infer_type(v)) for n, v in value.items()])
     if isinstance(value, collections.OrderedDict):

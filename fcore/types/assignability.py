@@ -1,8 +1,9 @@
 """Assignability of types: may a value of one type be used where another is expected?
 
 The rules: tensors need the same dtype and a compatible shape (`?` and unknown rank accept
-any size); structs need the same length and, where both elements are named, the same name; sequences compare elements; functions are contravariant in the parameter and covariant
-in the result; federated types need the same placement, and an all-equal expected type needs
+any size); structs need the same length and, where both elements are named, the same name;
+sequences compare elements; functions are contravariant in the parameter and covariant in
+the result; federated types need the same placement, and an all-equal expected type needs
 an all-equal value (the converse is fine: `T@CLIENTS` is assignable to `{T}@CLIENTS`).
 """
 

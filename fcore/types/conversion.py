@@ -43,6 +43,24 @@ def to_type(spec):
                     f"tf.data.DatasetSpec, or a dict/list/tuple/namedtuple of these.")
 
 
+def constant_type(value):
+    """The tensor type of a Python or NumPy constant: Python ints are int32, floats float32
+    (TFF's defaults), strings `str`; NumPy values keep their dtype and shape. `None` for
+    anything else."""
+    import numpy as np
+    if isinstance(value, (bool, np.bool_)):
+        return core.TensorType(np.bool_)
+    if isinstance(value, int):
+        return core.TensorType(np.int32)
+    if isinstance(value, float):
+        return core.TensorType(np.float32)
+    if isinstance(value, (str, bytes)):
+        return core.TensorType(str)
+    if isinstance(value, (np.ndarray, np.generic)):
+        return core.TensorType(value.dtype, value.shape)
+    return None
+
+
 def struct_items(spec):
     """Splits a struct specification into `((name or None, element spec), ...)` and the
     Python container it came from (or `None`)."""
