@@ -14,6 +14,7 @@ reported, never silently averaged in."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 import warnings
 import weakref
@@ -22,7 +23,7 @@ import numpy as np
 
 from fcore.execution import intrinsic_impls as impls
 from fcore.execution.errors import ExecutionError
-from fcore.execution.reference import Environment, Interpreter
+from fcore.execution.reference import Environment
 from fcore.execution.streaming import StreamingInterpreter, _is_clients
 from fcore.ir import nodes
 from fcore.types import core
@@ -124,8 +125,9 @@ class DistributedInterpreter(StreamingInterpreter):
             chunk = futures.pop(future)
             try:
                 partials.append((chunk, future.result()))
-            except ExecutionError:
-                raise
+            except ExecutionError as e:  # the client work itself failed: not a worker loss
+                raise ExecutionError(f"{e} [in the chunk of clients {chunk[0]}..{chunk[1] - 1},"
+                                     f" numbered from 0 within the chunk]") from None
             except Exception as e:  # noqa: BLE001 - worker lost, data lost, ...
                 attempts[chunk] += 1
                 retried += 1
@@ -141,6 +143,9 @@ class DistributedInterpreter(StreamingInterpreter):
         lost = sum(stop - start for (start, stop), _ in self.dropped)
         last_report.clear()
         last_report.update(chunks=len(chunks), retried=retried, dropped_clients=lost)
+        if not partials:
+            raise DistributedExecutionError(f"every chunk of clients was lost: "
+                                            f"{self.dropped[0][1]}")
         if self.dropped:
             warnings.warn(f"distributed executor: {lost} of {count} clients dropped after "
                           f"worker failures: {self.dropped[0][1]}", RuntimeWarning)
@@ -152,10 +157,11 @@ def _free(node):
     return free_names(node)
 
 
-_counter = iter(range(1 << 62))
+_counter = itertools.count()
 
 
 def _token():
+    """A fresh suffix for task keys (a resubmitted chunk is a new task)."""
     return next(_counter)
 
 
@@ -434,4 +440,4 @@ def run(computation, argument, num_clients, progress=None, dask=None):
     return function(argument)
 
 
-__all__ = ["DistributedExecutionError", "connect", "run", "run_chunk", "Interpreter"]
+__all__ = ["DistributedExecutionError", "connect", "run", "run_chunk"]
