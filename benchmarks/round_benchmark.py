@@ -32,12 +32,16 @@ BATCH = 100
 LR = 0.1
 
 
-def client_arrays(num_clients, examples, seed=0):
+def client_arrays(num_clients, examples, seed=0, split="iid"):
     import numpy as np
 
-    from learning.data import load_mnist
-    (x, y), _ = load_mnist()
+    from learning import data
+    (x, y), _ = data.load_mnist()
     rng = np.random.default_rng(seed)
+    if split == "dirichlet":
+        return [(x[p], y[p]) for p in data.split_dirichlet(y, num_clients, 0.5, seed)]
+    if split == "by_label":
+        return [(x[p], y[p]) for p in data.split_by_label(y, num_clients, seed)]
     if examples is None:
         order = rng.permutation(len(y))
         parts = np.array_split(order, num_clients)
@@ -160,8 +164,8 @@ def fcore_round(clients, mode):
     return run
 
 
-def measure(mode, num_clients, examples, rounds):
-    clients = client_arrays(num_clients, examples)
+def measure(mode, num_clients, examples, rounds, split):
+    clients = client_arrays(num_clients, examples, split=split)
     run = pure_tf(clients, xla=mode == "tf_xla") if mode.startswith("tf_") else \
         fcore_round(clients, mode)
     start = time.perf_counter()
@@ -173,7 +177,7 @@ def measure(mode, num_clients, examples, rounds):
         run()
         times.append(time.perf_counter() - start)
     times.sort()
-    return {"mode": mode, "clients": num_clients, "examples": examples,
+    return {"mode": mode, "clients": num_clients, "examples": examples, "split": split,
             "seconds": times[len(times) // 2], "first_round": first,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -184,11 +188,14 @@ def main():
     parser.add_argument("--modes", nargs="+",
                         default=["tf_xla", "tf_loop", "reference", "fast", "dask"])
     parser.add_argument("--examples", type=int, default=None)
+    parser.add_argument("--split", choices=("iid", "by_label", "dirichlet"), default="iid",
+                        help="how the 4,000 digits are split (with no --examples)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # mode clients (internal)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one[0], int(args.one[1]), args.examples, args.rounds)))
+        print(json.dumps(measure(args.one[0], int(args.one[1]), args.examples, args.rounds,
+                                 args.split)))
         return
     print(f"{'clients':>8} {'mode':>10} {'s/round':>9} {'x best TF':>10} {'x TF loop':>10} "
           f"{'first round s':>14} {'peak MB':>8}")
@@ -196,7 +203,7 @@ def main():
         results = {}
         for mode in args.modes:
             command = [sys.executable, __file__, "--one", mode, str(n),
-                       "--rounds", str(args.rounds)]
+                       "--rounds", str(args.rounds), "--split", args.split]
             if args.examples:
                 command += ["--examples", str(args.examples)]
             out = subprocess.run(command, capture_output=True, text=True)

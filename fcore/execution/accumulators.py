@@ -62,7 +62,14 @@ class Mean:
         self.types = impls._leaf_types(self.type_)
         self.weighted = weighted
         self.totals = None
+        self._scratch = None
         self.weight = 0.0
+
+    def __getstate__(self):  # travels without its scratch buffers
+        return {k: v for k, v in self.__dict__.items() if k != "_scratch"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _scratch=None)
 
     def add(self, member):
         if self.weighted:
@@ -72,16 +79,26 @@ class Mean:
                 return  # as the reference: a member of weight zero is left out
         else:
             weight = 1.0
-        leaves = [np.asarray(x, dtype=_wide(t)) * weight
-                  for t, x in zip(self.types, impls._leaves(member))]
-        self.totals = leaves if self.totals is None else [
-            a + b for a, b in zip(self.totals, leaves)]
+        leaves = impls._leaves(member)
+        if self.totals is None:
+            # np.array: 0-d arrays stay arrays (a product of 0-d arrays is a scalar), so
+            # the in-place additions below update them
+            self.totals = [np.array(np.asarray(x, dtype=_wide(t)) * weight)
+                           for t, x in zip(self.types, leaves)]
+            self._scratch = [np.empty_like(total) for total in self.totals]
+        else:  # in place: no temporary arrays per client
+            for total, scratch, x in zip(self.totals, self._scratch, leaves):
+                np.multiply(x, weight, out=scratch, casting="unsafe")
+                total += scratch
         self.weight += weight
 
     def merge(self, other):
         if other.totals is not None:
-            self.totals = other.totals if self.totals is None else [
-                a + b for a, b in zip(self.totals, other.totals)]
+            if self.totals is None:
+                self.totals = [np.array(t) for t in other.totals]
+                self._scratch = [np.empty_like(t) for t in self.totals]
+            else:
+                self.totals = [a + b for a, b in zip(self.totals, other.totals)]
             self.weight += other.weight
 
     def result(self):

@@ -51,11 +51,29 @@ class TFFunction:
             concrete = self._unrolled_for(leaves, values)
             if concrete is not None:
                 flat = [leaf for v, t in zip(values, leaves) for leaf in _unrolled_input(v, t)]
-                outputs = concrete(*flat)
+                outputs = concrete(*self._tensors(flat))
                 return _unflatten(self.type_signature.result, list(outputs), for_python=False)
         flat = [_to_tf_input(v, t) for v, t in zip(values, leaves)]
-        outputs = self._concrete(*flat)
+        outputs = self._concrete(*self._tensors(flat))
         return _unflatten(self.type_signature.result, list(outputs), for_python=False)
+
+    def _tensors(self, flat):
+        """`flat` with large arrays as tensors, reusing the tensors of the previous call for
+        the same array objects (the broadcast weights every client of a round receives)."""
+        import tensorflow as tf
+        previous = getattr(self, "_tensor_cache", {})
+        cache, out = {}, []
+        for value in flat:
+            if isinstance(value, np.ndarray) and value.size >= 1024:
+                hit = previous.get(id(value))
+                tensor = hit[1] if hit is not None and hit[0] is value else \
+                    tf.convert_to_tensor(value)
+                cache[id(value)] = (value, tensor)
+                out.append(tensor)
+            else:
+                out.append(value)
+        self._tensor_cache = cache
+        return out
 
     def _unrolled_for(self, leaves, values):
         lengths = []
