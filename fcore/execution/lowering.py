@@ -50,9 +50,20 @@ def lower_pass(order, aggregates, materialise, once, count, member_of_call, memb
         groups.setdefault(plan.group_key(row), []).append(index)
     large = {key: indices for key, indices in groups.items()
              if key is not None and len(indices) >= MIN_GROUP}
-    if not large:
+    accs, kept, remaining = plan.run(large, rows, count, advance)
+    if len(remaining) >= 2 and plan.sequence is not None:
+        results = run_ragged(plan, remaining, rows)
+        if results is not None:
+            partial_accs, kept_rows = results
+            for acc, partial in zip(accs, partial_accs):
+                acc.merge(partial)
+            for name, values in kept_rows.items():
+                kept[name].update(zip(remaining, values))
+            advance(len(remaining))
+            remaining = []
+    if len(remaining) == count:
         return None
-    return plan.run(large, rows, count, advance)
+    return accs, kept, remaining
 
 
 class _Plan:
@@ -170,27 +181,42 @@ class _GroupFunction:
         self.plan, self.concrete, self.layout = plan, concrete, layout
         self.functions = None
 
-    def __call__(self, shared, stacked):
+    jit = True  # alike shapes: XLA first, then a plain graph if XLA refuses
+
+    def __call__(self, shared, *data):
         import tensorflow as tf
         if self.functions is None:
-            self.functions = [tf.function(self._loop, jit_compile=True),
-                              tf.function(self._loop)]
+            self.functions = ([tf.function(self._loop, jit_compile=True)] if self.jit else []) \
+                + [tf.function(self._loop)]
         shared = [tf.convert_to_tensor(s) if not isinstance(s, (list, Struct)) else s
                   for s in shared]
         while self.functions:
             try:
-                outputs = self.functions[0](shared, stacked)
+                outputs = self.functions[0](shared, *data)
                 break
             except Exception:  # noqa: BLE001 - XLA may refuse the graph: try without it
                 self.functions.pop(0)
         else:
             return None
-        return self._unpack(outputs, len(stacked[0]) if stacked else 0)
+        return self._unpack(outputs, self._size(*data))
 
-    def _loop(self, shared, stacked):
+    def _size(self, stacked):
+        return len(stacked[0]) if stacked else 0
+
+    def _count(self, stacked):
+        import tensorflow as tf
+        return tf.shape(stacked[0])[0]
+
+    def _client_outputs(self, i, shared, stacked):
+        """The leaf's outputs for client `i` (in the graph)."""
+        flat = [shared[index] if kind == "shared" else stacked[index][i]
+                for kind, index in self.layout]
+        return self.concrete(*flat)
+
+    def _loop(self, shared, *data):
         import tensorflow as tf
         plan = self.plan
-        count = tf.shape(stacked[0])[0]
+        count = self._count(*data)
         interpreter = Interpreter()
         functions = {name: interpreter.evaluate(node.argument.elements[0][1], Environment())
                      for name, node in plan.post}
@@ -209,9 +235,7 @@ class _GroupFunction:
         arrays = [tf.TensorArray(t.dtype, size=count) for types in kept_types for t in types]
 
         def body(i, totals, arrays):
-            flat = [shared[index] if kind == "shared" else stacked[index][i]
-                    for kind, index in self.layout]
-            outputs = self.concrete(*flat)
+            outputs = self._client_outputs(i, shared, *data)
             members = {plan.leaf_name: tff._unflatten(plan.leaf.type_signature.result,
                                                       list(outputs), False, True)}
             for name, node in plan.post:
@@ -277,6 +301,109 @@ class _GroupFunction:
             kept[name] = [tff._unflatten(self.plan.types[name], [c[row] for c in columns],
                                          for_python=False) for row in range(size)]
         return accs, kept
+
+
+class _RaggedFunction(_GroupFunction):
+    """A loop over clients whose sequences differ in length or batch sizes: each client's
+    batches are sliced from concatenated arrays, and `tf.switch_case` picks the unrolled
+    variant for its number of batches. Shapes vary, so this graph is not XLA-compiled."""
+
+    jit = False
+
+    def __init__(self, plan, concretes, width, shared_count):
+        super().__init__(plan, None, None)
+        self.concretes, self.width, self.shared_count = concretes, width, shared_count
+
+    def _size(self, branch, starts, sizes, columns):
+        return len(branch)
+
+    def _count(self, branch, starts, sizes, columns):
+        import tensorflow as tf
+        return tf.shape(branch)[0]
+
+    def _client_outputs(self, i, shared, branch, starts, sizes, columns):
+        import tensorflow as tf
+        plan = self.plan
+
+        def call(lengths, concrete):
+            def run():
+                flat, batch_leaves = [], []
+                for j in range(lengths):
+                    for e in range(self.width):
+                        start, size = starts[e][i, j], sizes[e][i, j]
+                        batch_leaves.append(tf.slice(columns[e], _begin(start, columns[e]),
+                                                     _extent(size, columns[e])))
+                cursor = 0
+                for position in range(len(plan.param_leaves)):
+                    if position == plan.sequence:
+                        flat.extend(batch_leaves)
+                    else:
+                        flat.append(shared[cursor])
+                        cursor += 1
+                return list(concrete(*flat))
+            return run
+        return tf.switch_case(branch[i], [call(k, c) for k, c in self.concretes])
+
+
+def _begin(start, column):
+    import tensorflow as tf
+    return tf.concat([[start], tf.zeros([tf.rank(column) - 1], tf.int32)], 0)
+
+
+def _extent(size, column):
+    import tensorflow as tf
+    return tf.concat([[size], tf.shape(column)[1:]], 0)
+
+
+def run_ragged(plan, indices, rows):
+    """Runs clients of unequal sequences in one graph (see `_RaggedFunction`); returns
+    `(partial accumulators, kept rows)` or None."""
+    sequence = plan.sequence
+    if sequence is None or len(indices) < 2:
+        return None
+    element_type = plan.param_leaves[sequence].element
+    width = len(tff._leaves(element_type))
+    shared = []
+    for position, type_ in enumerate(plan.param_leaves):
+        if position != sequence:
+            values = {id(rows[i][position]) for i in indices}
+            if len(values) != 1:
+                return None  # a per-client value outside the sequence
+            shared.append(rows[indices[0]][position])
+    lengths = sorted({len(rows[i][sequence]) for i in indices})
+    if lengths[-1] > tff.MAX_UNROLL:
+        return None
+    concretes = []
+    for length in lengths:
+        sample = next(rows[i] for i in indices if len(rows[i][sequence]) == length)
+        concrete = plan.leaf._unrolled_for(plan.param_leaves, sample)
+        if concrete is None:
+            return None
+        concretes.append((length, concrete))
+    longest = lengths[-1]
+    starts = [np.zeros((len(indices), max(longest, 1)), np.int32) for _ in range(width)]
+    sizes = [np.zeros((len(indices), max(longest, 1)), np.int32) for _ in range(width)]
+    pieces = [[] for _ in range(width)]
+    filled = [0] * width
+    for c, index in enumerate(indices):
+        for j, element in enumerate(rows[index][sequence]):
+            for e, leaf in enumerate(tff._flatten(element_type, element)):
+                leaf = np.asarray(leaf)
+                if leaf.ndim == 0:
+                    return None  # scalar elements have no batch dimension to slice
+                starts[e][c, j], sizes[e][c, j] = filled[e], len(leaf)
+                filled[e] += len(leaf)
+                pieces[e].append(leaf)
+    if any(not p for p in pieces):
+        return None
+    columns = [np.concatenate(p) for p in pieces]
+    branch = np.array([lengths.index(len(rows[i][sequence])) for i in indices], np.int32)
+    structure = ("ragged", id(plan.leaf), tuple(lengths), plan._text(),
+                 tuple((c.dtype, c.shape[1:]) for c in columns))
+    function = _compiled.get(structure)
+    if function is None:
+        function = _compiled[structure] = _RaggedFunction(plan, concretes, width, len(shared))
+    return function(shared, branch, starts, sizes, columns)
 
 
 def _operand(node, members):
