@@ -29,6 +29,7 @@ from fcore.ir import nodes
 from fcore.types import core
 
 CONNECT_TIMEOUT = 10  # seconds to reach a scheduler before giving up
+CHUNKS_PER_WORKER = 1  # more chunks: finer retries after a worker loss, more overhead
 _clients: dict = {}
 last_report: dict = {}  # of the latest distributed pass: chunks, retried, dropped clients
 _lock = threading.Lock()
@@ -70,11 +71,11 @@ class DistributedInterpreter(StreamingInterpreter):
 
     lower = False  # passes go to the workers (which run their chunks with the fast path)
 
-    def __init__(self, client, *args, retries=2, chunks_per_worker=2, **kwargs):
+    def __init__(self, client, *args, retries=2, chunks_per_worker=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.client = client
         self.retries = retries
-        self.chunks_per_worker = chunks_per_worker
+        self.chunks_per_worker = chunks_per_worker or CHUNKS_PER_WORKER
         self.dropped = []
 
     def _pass(self, env, values, per_client, aggregates, materialise):
@@ -356,7 +357,10 @@ def _fingerprint(value):
         else:
             array = np.asarray(v)
             digest.update(f"{array.dtype}{array.shape}".encode())
-            digest.update(array.tobytes() if array.dtype != object else repr(v).encode())
+            if array.dtype == object:
+                digest.update(repr(v).encode())
+            else:  # hashed in place, without a copy
+                digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
     walk(value)
     return digest.hexdigest()
 

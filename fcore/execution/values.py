@@ -197,7 +197,7 @@ def _to_tensor(value, type_spec, path):
     _check_shape(array.shape, type_spec, fail)
     if dst == _STR:
         return _encode_strings(array)
-    array = array.astype(dst)
+    array = array.astype(dst, copy=False)  # no copy when the dtype already fits
     return array[()] if array.ndim == 0 else array
 
 
