@@ -118,7 +118,7 @@ def build_federated_averaging_process(model_fn, client_optimizer_fn=None,
                                       tf.cast(count <= 0, tf.int64),
                                       tf.cast(tf.logical_and(count > 0,
                                                              tf.logical_not(finite)), tf.int64)]))
-        delta = [tf.where(keep, d, tf.zeros_like(d)) for d in delta]
+        delta = tf.cond(keep, lambda: delta, lambda: [tf.zeros_like(d) for d in delta])
         outputs = training.zero_weight_outputs(model.report_local_outputs(), keep)
         return fcore.Struct([("weights_delta", pack(weights.trainable, delta)),
                              ("client_weight", tf.where(keep, count, 0.0)),

@@ -51,9 +51,14 @@ def train(model, dataset, optimizer, use_model_step):
         gradients = tape.gradient(output.loss, variables)
         gradients = [tf.zeros_like(c) if g is None else tf.convert_to_tensor(g)
                      for c, g in zip(current, gradients)]
-        state, new = optimizer.apply(state, current, gradients)
-        for variable, value in zip(variables, new):
-            variable.assign(value)
+        if getattr(optimizer, "momentum", None) == 0.0:  # plain SGD: update in place
+            state = (state[0] + 1,)
+            for variable, gradient in zip(variables, gradients):
+                variable.assign_sub(optimizer.learning_rate * gradient)
+        else:
+            state, new = optimizer.apply(state, current, gradients)
+            for variable, value in zip(variables, new):
+                variable.assign(value)
         count += batch_size(batch, output)
     return count
 
