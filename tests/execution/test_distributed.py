@@ -1,7 +1,6 @@
 """The Dask executor on a real 2-worker LocalCluster: same results as the reference, data
 placed once, programs cached by hash, worker loss survived, unreachable schedulers."""
 
-import collections
 import os
 import signal
 import time
@@ -15,67 +14,32 @@ import learning
 from fcore import CLIENTS, FederatedType
 from fcore.execution import distributed as fdist
 
+from support import assert_close, local_cluster, random_client_data, small_model_fn
+
 distributed = pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
-    client = distributed.Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
-
-
-SPEC = collections.OrderedDict(x=tf.TensorSpec([None, 784], tf.float32),
-                               y=tf.TensorSpec([None], tf.int32))
-
-
-def model_fn():
-    model = tf.keras.models.Sequential([tf.keras.Input(shape=(784,)),
-                                        tf.keras.layers.Dense(16, activation="relu"),
-                                        tf.keras.layers.Dense(10, activation="softmax")])
-    model.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(),
-                  optimizer=tf.keras.optimizers.SGD(0.1),
-                  metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
-    return learning.from_keras_model(model, input_spec=SPEC)
-
-
-def client_data(count, seed=0):
-    rng = np.random.default_rng(seed)
-    return [[collections.OrderedDict(x=rng.random((n, 784), dtype=np.float32),
-                                     y=rng.integers(0, 10, n).astype(np.int32))]
-            for n in rng.integers(1, 30, count)]
-
-
-def close(a, b):
-    for x, y in zip(tf.nest.flatten(_plain(a)), tf.nest.flatten(_plain(b))):
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
-
-
-def _plain(value):
-    if isinstance(value, (fcore.Struct, list, tuple)):
-        return [_plain(v) for v in value]
-    return np.asarray(value, dtype=np.float64)
+    yield from local_cluster()
 
 
 def test_fedavg_rounds_match_the_reference(client):
-    process = learning.build_federated_averaging_process(model_fn)
-    data = client_data(12)
+    process = learning.build_federated_averaging_process(small_model_fn)
+    data = random_client_data(12)
     state = process.initialize()
     with fcore.execution_context("reference"):
         expected_state, expected_metrics = process.next(state, data)
     with fcore.execution_context(dask=client):
         found_state, found_metrics = process.next(state, data)
-    close(expected_state, found_state)
-    close(expected_metrics, found_metrics)
+    assert_close(expected_state, found_state)
+    assert_close(expected_metrics, found_metrics)
     assert fdist.last_report["chunks"] > 1 and fdist.last_report["dropped_clients"] == 0
 
 
 def test_data_is_placed_once_and_programs_are_cached_by_hash(client):
-    process = learning.build_federated_averaging_process(model_fn)
-    data = client_data(8, seed=1)
+    process = learning.build_federated_averaging_process(small_model_fn)
+    data = random_client_data(8, seed=1)
     state = process.initialize()
     with fcore.execution_context(dask=client):
         process.next(state, data)
@@ -104,7 +68,7 @@ def test_the_language_programs_with_tf_leaves_match(client):
         expected = stats(values)
     with fcore.execution_context(dask=client):
         found = stats(values)
-    close(expected, found)
+    assert_close(expected, found)
 
 
 @fcore.tf_computation(np.float32)

@@ -450,13 +450,9 @@ EXECUTORS = ("reference", "fast", "dask")
 
 @pytest.fixture(scope="module")
 def dask_client():
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
-    client = distributed.Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
+    pytest.importorskip("distributed")
+    from support import local_cluster
+    yield from local_cluster()
 
 
 def _params():

@@ -3,28 +3,15 @@
 import collections
 
 import numpy as np
-import tensorflow as tf
 
 import fcore
 import learning
+from learning.mnist import create_compiled_keras_model  # the tutorial's model
 
 SEED_INITIALIZE = (
     "( -> <model=<trainable=<dense/bias=float32[512],dense/kernel=float32[784,512],"
     "dense_1/bias=float32[10],dense_1/kernel=float32[512,10]>,non_trainable=<>>,"
     "optimizer_state=<int64>>@SERVER)")
-
-
-def create_compiled_keras_model():
-    model = tf.keras.models.Sequential([
-        tf.keras.Input(shape=(784,)),
-        tf.keras.layers.Flatten(),
-        tf.keras.layers.Dense(512, activation=tf.nn.relu),
-        tf.keras.layers.Dense(10, activation=tf.nn.softmax)
-    ])
-    model.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(),
-                  optimizer=tf.keras.optimizers.SGD(0.1),
-                  metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
-    return model
 
 
 SAMPLE_BATCH = collections.OrderedDict(x=np.zeros((100, 784), np.float32),

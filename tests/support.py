@@ -1,0 +1,55 @@
+"""Helpers shared by the tests (importable as `support`: pytest puts tests/ on the path)."""
+
+import collections
+
+import numpy as np
+
+
+def small_model_fn():
+    """A small Keras MLP for MNIST-shaped batches, wrapped as a `learning.Model`."""
+    import tensorflow as tf
+
+    import learning
+    model = tf.keras.models.Sequential([tf.keras.Input(shape=(784,)),
+                                        tf.keras.layers.Dense(16, activation="relu"),
+                                        tf.keras.layers.Dense(10, activation="softmax")])
+    model.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+                  optimizer=tf.keras.optimizers.SGD(0.1),
+                  metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
+    spec = collections.OrderedDict(x=tf.TensorSpec([None, 784], tf.float32),
+                                   y=tf.TensorSpec([None], tf.int32))
+    return learning.from_keras_model(model, input_spec=spec)
+
+
+def random_client_data(count, seed=0):
+    """`count` clients of one random batch each, of 1 to 29 examples."""
+    rng = np.random.default_rng(seed)
+    return [[collections.OrderedDict(x=rng.random((n, 784), dtype=np.float32),
+                                     y=rng.integers(0, 10, n).astype(np.int32))]
+            for n in rng.integers(1, 30, count)]
+
+
+def assert_close(a, b):
+    """Nested results (structs, lists, tuples of numbers) equal to float tolerance."""
+    import tensorflow as tf
+    for x, y in zip(tf.nest.flatten(_plain(a)), tf.nest.flatten(_plain(b)), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def _plain(value):
+    import fcore
+    if isinstance(value, (fcore.Struct, list, tuple)):
+        return [_plain(v) for v in value]
+    return np.asarray(value, dtype=np.float64)
+
+
+def local_cluster():
+    """A real 2-worker `dask.distributed` LocalCluster and its client (a generator for
+    module-scoped fixtures)."""
+    import distributed
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
