@@ -147,8 +147,9 @@ class _Plan:
             if position == self.sequence:
                 width = len(tff._leaves(type_.element))
                 for j in range(len(value) * width):
-                    stacked.append(np.stack([tff._unrolled_input(r[position], type_)[j]
-                                             for r in rows]))
+                    stacked.append(_aligned_concatenate(
+                        [np.asarray(tff._unrolled_input(r[position], type_)[j])[None]
+                         for r in rows]))
                     layout.append(("stacked", len(stacked) - 1))
             else:
                 shared.append(value)
@@ -188,8 +189,8 @@ class _GroupFunction:
         if self.functions is None:
             self.functions = ([tf.function(self._loop, jit_compile=True)] if self.jit else []) \
                 + [tf.function(self._loop)]
-        shared = [tf.convert_to_tensor(s) if not isinstance(s, (list, Struct)) else s
-                  for s in shared]
+        shared = [_tensor(s) if not isinstance(s, (list, Struct)) else s for s in shared]
+        data = tf.nest.map_structure(_tensor, data)
         while self.functions:
             try:
                 outputs = self.functions[0](shared, *data)
@@ -345,6 +346,34 @@ class _RaggedFunction(_GroupFunction):
         return tf.switch_case(branch[i], [call(k, c) for k, c in self.concretes])
 
 
+def _tensor(value):
+    """A tensor for an input array: large C-contiguous arrays are shared with TensorFlow
+    through DLPack instead of copied (these arrays are this module's own, never changed)."""
+    import tensorflow as tf
+    if isinstance(value, np.ndarray) and value.nbytes >= 1 << 20 and \
+            value.flags.c_contiguous and value.dtype.kind in "fiub" and \
+            value.ctypes.data % _ALIGNMENT == 0:  # TensorFlow's kernels need aligned data
+        try:
+            return tf.experimental.dlpack.from_dlpack(value.__dlpack__())
+        except Exception:  # noqa: BLE001 - alignment or dtype it will not take: copy
+            pass
+    return tf.convert_to_tensor(value)
+
+
+_ALIGNMENT = 64
+
+
+def _aligned_concatenate(pieces):
+    """`np.concatenate(pieces)` into memory aligned for TensorFlow (so it can be shared)."""
+    shape = (sum(len(p) for p in pieces),) + pieces[0].shape[1:]
+    dtype = np.result_type(*pieces)
+    size = int(np.prod(shape)) * dtype.itemsize
+    buffer = np.empty(size + _ALIGNMENT, np.uint8)
+    offset = -buffer.ctypes.data % _ALIGNMENT
+    out = buffer[offset:offset + size].view(dtype).reshape(shape)
+    return np.concatenate(pieces, out=out)
+
+
 def _begin(start, column):
     import tensorflow as tf
     return tf.concat([[start], tf.zeros([tf.rank(column) - 1], tf.int32)], 0)
@@ -396,7 +425,7 @@ def run_ragged(plan, indices, rows):
                 pieces[e].append(leaf)
     if any(not p for p in pieces):
         return None
-    columns = [np.concatenate(p) for p in pieces]
+    columns = [_aligned_concatenate(p) for p in pieces]
     branch = np.array([lengths.index(len(rows[i][sequence])) for i in indices], np.int32)
     structure = ("ragged", id(plan.leaf), tuple(lengths), plan._text(),
                  tuple((c.dtype, c.shape[1:]) for c in columns))
