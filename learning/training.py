@@ -74,8 +74,7 @@ def zero_weight_outputs(outputs, keep):
     unless `keep`, so that weighted means over clients leave a rejected client out."""
     import tensorflow as tf
     if isinstance(outputs, collections.abc.Mapping) and "num_examples" in outputs:
-        outputs = type(outputs)(outputs) if not isinstance(outputs, dict) or isinstance(
-            outputs, collections.OrderedDict) else dict(outputs)
+        outputs = type(outputs)(outputs)  # a copy of the same kind: its order decides the type
         count = outputs["num_examples"]
         outputs["num_examples"] = tf.where(keep, count, tf.zeros_like(count))
     return outputs

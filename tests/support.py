@@ -5,20 +5,28 @@ import collections
 import numpy as np
 
 
-def small_model_fn():
-    """A small Keras MLP for MNIST-shaped batches, wrapped as a `learning.Model`."""
+def small_keras_model(units=16):
+    """A compiled Keras MLP (784-units-10) for MNIST-shaped batches."""
     import tensorflow as tf
-
-    import learning
     model = tf.keras.models.Sequential([tf.keras.Input(shape=(784,)),
-                                        tf.keras.layers.Dense(16, activation="relu"),
+                                        tf.keras.layers.Dense(units, activation="relu"),
                                         tf.keras.layers.Dense(10, activation="softmax")])
     model.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(),
                   optimizer=tf.keras.optimizers.SGD(0.1),
                   metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
-    spec = collections.OrderedDict(x=tf.TensorSpec([None, 784], tf.float32),
+    return model
+
+
+def mnist_spec():
+    import tensorflow as tf
+    return collections.OrderedDict(x=tf.TensorSpec([None, 784], tf.float32),
                                    y=tf.TensorSpec([None], tf.int32))
-    return learning.from_keras_model(model, input_spec=spec)
+
+
+def small_model_fn(units=16):
+    """`small_keras_model` wrapped as a `learning.Model`."""
+    import learning
+    return learning.from_keras_model(small_keras_model(units), input_spec=mnist_spec())
 
 
 def random_client_data(count, seed=0):

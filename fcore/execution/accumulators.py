@@ -33,27 +33,37 @@ def _wide(type_):
     return np.complex128 if type_.dtype.kind == "c" else np.float64
 
 
-class Sum:
-    def __init__(self, fn_type, argument_type):
+class Reduction:
+    """Sums, minima and maxima: leaf by leaf with `reducer`. With no client, `empty()` gives
+    the result (zeros for a sum; min and max of nothing are undefined)."""
+
+    def __init__(self, fn_type, reducer, empty):
         self.type_ = fn_type.result.member
         self.types = impls._leaf_types(self.type_)
+        self.reducer, self.empty = reducer, empty
         self.totals = None
 
     def add(self, member):
         leaves = [np.asarray(x) for x in impls._leaves(member)]
         self.totals = leaves if self.totals is None else [
-            np.add(a, b) for a, b in zip(self.totals, leaves)]
+            self.reducer(a, b) for a, b in zip(self.totals, leaves)]
 
     def merge(self, other):
         if other.totals is not None:
             self.totals = other.totals if self.totals is None else [
-                np.add(a, b) for a, b in zip(self.totals, other.totals)]
+                self.reducer(a, b) for a, b in zip(self.totals, other.totals)]
 
     def result(self):
         if self.totals is None:
-            return impls._sum(self.type_, [])
+            return self.empty(self.type_)
         return impls._rebuild(self.type_, [impls._cast(t, v)
                                            for t, v in zip(self.types, self.totals)])
+
+
+def _undefined(name):
+    def empty(type_):
+        raise ExecutionError(f"{name} of zero clients is undefined.")
+    return empty
 
 
 class Mean:
@@ -108,30 +118,6 @@ class Mean:
         with np.errstate(invalid="ignore", divide="ignore"):
             return impls._rebuild(self.type_, [impls._cast(t, v / self.weight)
                                                for t, v in zip(self.types, self.totals)])
-
-
-class Extremum:
-    def __init__(self, fn_type, argument_type, reducer, name):
-        self.type_ = fn_type.result.member
-        self.types = impls._leaf_types(self.type_)
-        self.reducer, self.name = reducer, name
-        self.values = None
-
-    def add(self, member):
-        leaves = [np.asarray(x) for x in impls._leaves(member)]
-        self.values = leaves if self.values is None else [
-            self.reducer(a, b) for a, b in zip(self.values, leaves)]
-
-    def merge(self, other):
-        if other.values is not None:
-            self.values = other.values if self.values is None else [
-                self.reducer(a, b) for a, b in zip(self.values, other.values)]
-
-    def result(self):
-        if self.values is None:
-            raise ExecutionError(f"{self.name} of zero clients is undefined.")
-        return impls._rebuild(self.type_, [impls._cast(t, v)
-                                           for t, v in zip(self.types, self.values)])
 
 
 class Aggregate:
@@ -198,15 +184,15 @@ def start(uri, fn_type, server_argument):
     secure sums: the bound)."""
     argument_type = fn_type.parameter
     if uri == "federated_sum":
-        return Sum(fn_type, argument_type)
+        return Reduction(fn_type, np.add, lambda type_: impls._sum(type_, []))
     if uri == "federated_mean":
         return Mean(fn_type, argument_type)
     if uri == "federated_weighted_mean":
         return Mean(fn_type, argument_type, weighted=True)
     if uri == "federated_min":
-        return Extremum(fn_type, argument_type, np.minimum, uri)
+        return Reduction(fn_type, np.minimum, _undefined(uri))
     if uri == "federated_max":
-        return Extremum(fn_type, argument_type, np.maximum, uri)
+        return Reduction(fn_type, np.maximum, _undefined(uri))
     if uri == "federated_aggregate":
         zero, accumulate, _merge, report = server_argument
         return Aggregate(fn_type, argument_type, zero, accumulate, report)

@@ -13,6 +13,7 @@ reported, never silently averaged in."""
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import threading
@@ -320,7 +321,8 @@ def _client_operand(node):
 # Placing programs and data on the cluster -------------------------------------------------
 
 _placed_programs = weakref.WeakKeyDictionary()  # client -> {digest: future}
-_placed_data = weakref.WeakKeyDictionary()      # client -> {fingerprint: future}
+_placed_data = weakref.WeakKeyDictionary()      # client -> {fingerprint: future}, recent first
+MAX_PLACED_CHUNKS = 1024  # older chunks are released (a sampled population keeps changing)
 
 
 def _scatter_program(client, program):
@@ -334,14 +336,17 @@ def _chunk_data(client, data, start, stop, fresh):
     """The chunk's client inputs as futures. Each chunk is scattered once and found again by
     a fingerprint of its contents, so the same clients' data stays on the workers across
     rounds; `fresh` scatters it again (after a failure lost it)."""
-    placed = _placed_data.setdefault(client, {})
+    placed = _placed_data.setdefault(client, collections.OrderedDict())
     chunk = {}
     for name, (value, type_) in data.items():
         rows = list(value[start:stop])
         key = _fingerprint(rows)
         if fresh or key not in placed:
             placed[key] = client.scatter(rows, hash=False)
+        placed.move_to_end(key)
         chunk[name] = placed[key]
+    while len(placed) > MAX_PLACED_CHUNKS:
+        placed.popitem(last=False)  # dropping the future releases the data on the workers
     return chunk
 
 

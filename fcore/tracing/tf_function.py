@@ -316,26 +316,9 @@ def _to_tensors(result, tf):
 
 
 def _type_of(result):
-    import tensorflow as tf
-    if isinstance(result, tf.data.Dataset):
-        return core.SequenceType(_to_type(result.element_spec))
-    if isinstance(result, tf.Tensor):
-        return core.TensorType(result.dtype, result.shape)
-    if isinstance(result, Struct):
-        return core.StructType([(n, _type_of(v)) for n, v in result.items()])
-    if isinstance(result, collections.OrderedDict):
-        return core.StructType([(k, _type_of(v)) for k, v in result.items()],
-                               collections.OrderedDict)
-    if isinstance(result, collections.abc.Mapping):
-        return core.StructType([(k, _type_of(result[k])) for k in sorted(result)],
-                               collections.OrderedDict)
-    if isinstance(result, tuple) and hasattr(type(result), "_fields"):
-        return core.StructType([(k, _type_of(v)) for k, v in zip(result._fields, result)],
-                               type(result))
-    if isinstance(result, (list, tuple)):
-        return core.StructType([(None, _type_of(v)) for v in result], tuple)
-    raise TypeError(f"A TF computation returned {result!r}, which is not a tensor, dataset or "
-                    f"struct of them.")
+    """The fcore type of a traced result (tensors, datasets and containers of them)."""
+    from fcore.tracing.infer import infer_type
+    return infer_type(result)
 
 
 def _to_type(spec):

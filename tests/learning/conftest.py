@@ -1,10 +1,8 @@
 """Shared fixtures for the learning tests: a tiny MNIST federation and model builders."""
 
-import collections
-
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+pytest.importorskip("tensorflow")
 
 
 @pytest.fixture(scope="session")
@@ -16,27 +14,8 @@ def tiny_federation():
     return data, test
 
 
-def make_keras_model():
-    model = tf.keras.models.Sequential([
-        tf.keras.Input(shape=(784,)),
-        tf.keras.layers.Dense(32, activation="relu"),
-        tf.keras.layers.Dense(10, activation="softmax"),
-    ])
-    model.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(),
-                  optimizer=tf.keras.optimizers.SGD(0.1),
-                  metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
-    return model
-
-
-INPUT_SPEC = collections.OrderedDict(x=tf.TensorSpec([None, 784], tf.float32),
-                                     y=tf.TensorSpec([None], tf.int32))
-
-
 @pytest.fixture
 def keras_model_fn():
-    import learning
-
-    def model_fn():
-        return learning.from_keras_model(make_keras_model(), input_spec=INPUT_SPEC)
-    return model_fn
+    from support import small_model_fn
+    return lambda: small_model_fn(units=32)
 

@@ -11,24 +11,14 @@ import tensorflow as tf
 import learning
 from learning import mnist
 
-SPEC = collections.OrderedDict(x=tf.TensorSpec([None, 784], tf.float32),
-                               y=tf.TensorSpec([None], tf.int32))
-
+import support
 
 def small_keras_model():
-    model = tf.keras.models.Sequential([
-        tf.keras.Input(shape=(784,)),
-        tf.keras.layers.Dense(32, activation="relu"),
-        tf.keras.layers.Dense(10, activation="softmax"),
-    ])
-    model.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(),
-                  optimizer=tf.keras.optimizers.SGD(0.1),
-                  metrics=[tf.keras.metrics.SparseCategoricalAccuracy()])
-    return model
+    return support.small_keras_model(units=32)
 
 
 def model_fn():
-    return learning.from_keras_model(small_keras_model(), input_spec=SPEC)
+    return support.small_model_fn(units=32)
 
 
 def test_federated_evaluation_matches_keras_on_the_exported_weights(tiny_federation):
