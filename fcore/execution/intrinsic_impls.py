@@ -100,8 +100,17 @@ def _mean(interp, fn_type, value):
     members = interp.members(value, fn_type.parameter)
     count = len(members)
     return map_structure(
-        lambda t, *xs: _cast(t, np.add.reduce(np.asarray(xs, dtype=_wide(t)), axis=0) / count)
+        lambda t, *xs: _cast(t, _accumulate(t, xs, [1.0] * count) / count)
         if xs else _cast(t, np.full(t.shape, np.nan)), fn_type.result.member, *members)
+
+
+def _accumulate(type_, members, weights):
+    """The sum of `weight * member`, in the wide dtype, one member at a time (so that no
+    stacked copy of every client's value is made)."""
+    total = np.zeros(np.shape(members[0]), _wide(type_))
+    for member, weight in zip(members, weights):
+        total += np.asarray(member, _wide(type_)) * weight
+    return total
 
 
 def _wide(type_):
@@ -123,8 +132,7 @@ def _weighted_mean(interp, fn_type, argument):
     def mean(t, *xs):
         if not xs:
             return _cast(t, np.full(t.shape, np.nan))
-        stacked = np.asarray(xs, dtype=_wide(t))
-        weighted = np.tensordot(weights, stacked, axes=1)
+        weighted = _accumulate(t, xs, weights)
         with np.errstate(invalid="ignore", divide="ignore"):
             return _cast(t, weighted / total)
     return map_structure(mean, fn_type.result.member, *members)

@@ -248,10 +248,14 @@ class _GroupFunction:
                 value = _operand(operand, members)
                 if uri == "federated_weighted_mean":
                     leaves, weight = _leaves_of(value[0]), tf.cast(value[1], tf.float64)
-                    for leaf in leaves:
-                        scaled = tf.cast(leaf, tf.float64) * weight
-                        totals[cursor] += tf.where(weight != 0, scaled, tf.zeros_like(scaled))
-                        cursor += 1
+                    count = len(leaves)
+                    current = totals[cursor:cursor + count]
+                    totals[cursor:cursor + count] = tf.cond(
+                        weight != 0,  # a member of weight zero is left out (even if not finite)
+                        lambda: [t + tf.cast(leaf, tf.float64) * weight
+                                 for t, leaf in zip(current, leaves)],
+                        lambda: current)
+                    cursor += count
                     totals[cursor] += weight
                     cursor += 1
                 elif uri == "federated_mean":
