@@ -30,6 +30,8 @@ class RoundReport:
     empty: int
     non_finite: int
 
+    FIELDS = ("clients", "empty", "non_finite")
+
     @property
     def skipped(self):
         return self.empty + self.non_finite
@@ -37,25 +39,28 @@ class RoundReport:
 
 class FederatedAveragingNext(fcore.Computation):
     """The `next` computation of federated averaging; after each call `last_report` holds a
-    `RoundReport` of skipped clients."""
+    `RoundReport` of the clients whose work was aggregated and of those left out.
 
-    def __init__(self, computation, counters):
+    The report is aggregated like the metrics (a `federated_sum` over the clients), by a
+    twin computation that also returns it, so it is right on every executor, a Dask cluster
+    included; a call inside another computation uses `next` itself."""
+
+    def __init__(self, computation, with_report):
         super().__init__(computation.ir, computation.name, computation.type_signature.result)
-        self._counters = counters
+        self._with_report = with_report
         self.last_report = None
 
     def __call__(self, *args, **kwargs):
         if trace_context.current() is not None or any(isinstance(a, fcore.Value) for a in args):
             return super().__call__(*args, **kwargs)
-        self._counters.assign([0, 0, 0])
-        result = super().__call__(*args, **kwargs)
-        clients, empty, non_finite = (int(x) for x in self._counters.numpy())
+        state, metrics, report = self._with_report(*args, **kwargs)
+        clients, empty, non_finite = (int(report[name]) for name in RoundReport.FIELDS)
         self.last_report = RoundReport(clients, empty, non_finite)
         if empty or non_finite:
             warnings.warn(f"federated averaging: {empty + non_finite} of {clients} clients left "
                           f"out of this round ({empty} with no data, {non_finite} with a "
                           f"non-finite update).", RuntimeWarning, stacklevel=2)
-        return result
+        return state, metrics
 
 
 def as_model(model):
@@ -88,7 +93,6 @@ def build_federated_averaging_process(model_fn, client_optimizer_fn=None,
     batch_type = fcore.to_type(model.input_spec)
     data_type = fcore.SequenceType(batch_type)
     trainable, non_trainable = weights.snapshot()
-    counters = tf.Variable([0, 0, 0], dtype=tf.int64, trainable=False, name="round_counters")
 
     @fcore.tf_computation
     def server_init():
@@ -114,15 +118,16 @@ def build_federated_averaging_process(model_fn, client_optimizer_fn=None,
                  for v, i in zip(weights.trainable_variables(), initial)]
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(d)) for d in delta])
         keep = tf.logical_and(finite, count > 0)
-        counters.assign_add(tf.stack([tf.constant(1, tf.int64),
-                                      tf.cast(count <= 0, tf.int64),
-                                      tf.cast(tf.logical_and(count > 0,
-                                                             tf.logical_not(finite)), tf.int64)]))
         delta = tf.cond(keep, lambda: delta, lambda: [tf.zeros_like(d) for d in delta])
         outputs = training.zero_weight_outputs(model.report_local_outputs(), keep)
         return fcore.Struct([("weights_delta", pack(weights.trainable, delta)),
                              ("client_weight", tf.where(keep, count, 0.0)),
-                             ("model_output", outputs)])
+                             ("model_output", outputs),
+                             ("round_report", fcore.Struct([
+                                 ("clients", tf.constant(1, tf.int64)),
+                                 ("empty", tf.cast(count <= 0, tf.int64)),
+                                 ("non_finite", tf.cast(tf.logical_and(
+                                     count > 0, tf.logical_not(finite)), tf.int64))]))])
 
     @fcore.tf_computation(state_type, weights.trainable_type)
     def server_update(state, weights_delta):
@@ -142,17 +147,29 @@ def build_federated_averaging_process(model_fn, client_optimizer_fn=None,
     parameter = fcore.StructType([fcore.FederatedType(state_type, fcore.SERVER),
                                   fcore.FederatedType(data_type, fcore.CLIENTS)])
 
-    @fcore.federated_computation(parameter)
-    def next_round(server_state, federated_dataset):
+    def round_of(server_state, federated_dataset, with_report):
         client_model = fcore.federated_broadcast(server_state.model)
         client_outputs = fcore.federated_map(
             client_update, fcore.federated_zip((client_model, federated_dataset)))
         delta = fcore.federated_mean(client_outputs.weights_delta, client_outputs.client_weight)
         new_state = fcore.federated_map(server_update, fcore.federated_zip((server_state, delta)))
-        metrics = model.federated_output_computation(client_outputs.model_output)
-        return new_state, _placed_at_server(metrics)
+        metrics = _placed_at_server(
+            model.federated_output_computation(client_outputs.model_output))
+        if with_report:
+            return new_state, metrics, fcore.federated_sum(client_outputs.round_report)
+        return new_state, metrics
 
-    return fcore.IterativeProcess(initialize, FederatedAveragingNext(next_round, counters))
+    @fcore.federated_computation(parameter)
+    def next_round(server_state, federated_dataset):
+        return round_of(server_state, federated_dataset, with_report=False)
+
+    @fcore.federated_computation(parameter)
+    def next_round_with_report(server_state, federated_dataset):
+        return round_of(server_state, federated_dataset, with_report=True)
+    next_round_with_report.name = next_round.name  # errors name what the user called
+
+    return fcore.IterativeProcess(initialize,
+                                  FederatedAveragingNext(next_round, next_round_with_report))
 
 
 def _placed_at_server(metrics):

@@ -90,6 +90,9 @@ class Mean:
         else:
             weight = 1.0
         leaves = impls._leaves(member)
+        if self.totals is not None and self._scratch is None:  # adopted by `merge`: own them
+            self.totals = [np.array(t) for t in self.totals]
+            self._scratch = [np.empty_like(t) for t in self.totals]
         if self.totals is None:
             # np.array: 0-d arrays stay arrays (a product of 0-d arrays is a scalar), so
             # the in-place additions below update them
@@ -104,9 +107,8 @@ class Mean:
 
     def merge(self, other):
         if other.totals is not None:
-            if self.totals is None:
-                self.totals = [np.array(t) for t in other.totals]
-                self._scratch = [np.empty_like(t) for t in self.totals]
+            if self.totals is None:  # adopted, copied only if `add` writes to them
+                self.totals, self._scratch = list(other.totals), None
             else:
                 self.totals = [a + b for a, b in zip(self.totals, other.totals)]
             self.weight += other.weight
@@ -116,8 +118,16 @@ class Mean:
             return impls._rebuild(self.type_, [impls._cast(t, np.full(t.shape, np.nan))
                                                for t in self.types])
         with np.errstate(invalid="ignore", divide="ignore"):
-            return impls._rebuild(self.type_, [impls._cast(t, v / self.weight)
+            return impls._rebuild(self.type_, [_divided(t, v, self.weight)
                                                for t, v in zip(self.types, self.totals)])
+
+
+def _divided(type_, total, weight):
+    """`total / weight` as a value of `type_`, computed straight into its dtype."""
+    if np.ndim(total) == 0:
+        return impls._cast(type_, total / weight)
+    return np.divide(total, weight, out=np.empty(np.shape(total), type_.dtype),
+                     casting="unsafe")
 
 
 class Aggregate:

@@ -37,6 +37,14 @@ def test_fedavg_rounds_match_the_reference(client):
     assert fdist.last_report["chunks"] > 1 and fdist.last_report["dropped_clients"] == 0
 
 
+def test_the_round_report_counts_the_clients_that_ran_on_workers(client):
+    process = learning.build_federated_averaging_process(small_model_fn)
+    data = random_client_data(9, seed=3) + [[]]  # and an empty client
+    with fcore.execution_context(dask=client), pytest.warns(RuntimeWarning, match="1 of 10"):
+        process.next(process.initialize(), data)
+    assert process.next.last_report == learning.RoundReport(clients=10, empty=1, non_finite=0)
+
+
 def test_data_is_placed_once_and_programs_are_cached_by_hash(client):
     process = learning.build_federated_averaging_process(small_model_fn)
     data = random_client_data(8, seed=1)

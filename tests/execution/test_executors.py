@@ -40,7 +40,7 @@ def test_a_fedavg_round_matches_on_both_executors():
             process.next, state, data)
     assert_close(ref_state, fast_state)
     assert_close(ref_metrics, fast_metrics)
-    assert process.next.last_report.clients == 8  # each client's work ran once
+    assert process.next.last_report.clients == 8  # every client, the empty one included
 
 
 def test_streaming_keeps_per_client_results_that_are_returned():

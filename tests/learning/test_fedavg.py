@@ -23,6 +23,21 @@ def test_two_rounds_on_a_tiny_split_decrease_the_loss(tiny_federation, keras_mod
     assert process.next.last_report == learning.RoundReport(clients=3, empty=0, non_finite=0)
 
 
+def test_next_returns_what_the_plain_computation_returns_and_reports_on_the_side(
+        tiny_federation, keras_model_fn):
+    data, _ = tiny_federation
+    process = learning.build_federated_averaging_process(keras_model_fn)
+    state = process.initialize()
+    plain = fcore.Computation.__call__(process.next, state, data)  # no report
+    reported = process.next(state, data)
+    assert type(reported) is type(plain) and len(reported) == 2
+    np.testing.assert_allclose(reported[1].loss, plain[1].loss, rtol=1e-6)
+    assert "round_report" not in str(process.next.type_signature)
+    with pytest.raises(fcore.TypeMismatchError, match="next_round"):
+        process.next(state, [[collections.OrderedDict(x=np.zeros((2, 3), np.float32),
+                                                      y=np.zeros(2, np.int32))]])
+
+
 class LinearModel(learning.Model):
     """y ≈ x·w + b with a mean squared error; metrics: mean loss weighted by examples."""
 
