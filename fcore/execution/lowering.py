@@ -249,12 +249,8 @@ class _GroupFunction:
                 if uri == "federated_weighted_mean":
                     leaves, weight = _leaves_of(value[0]), tf.cast(value[1], tf.float64)
                     count = len(leaves)
-                    current = totals[cursor:cursor + count]
-                    totals[cursor:cursor + count] = tf.cond(
-                        weight != 0,  # a member of weight zero is left out (even if not finite)
-                        lambda: [t + tf.cast(leaf, tf.float64) * weight
-                                 for t, leaf in zip(current, leaves)],
-                        lambda: current)
+                    totals[cursor:cursor + count] = self._weighted_add(
+                        totals[cursor:cursor + count], leaves, weight)
                     cursor += count
                     totals[cursor] += weight
                     cursor += 1
@@ -279,6 +275,19 @@ class _GroupFunction:
         _, totals, arrays = tf.while_loop(lambda i, *_: i < count, body,
                                           (tf.constant(0), initial, arrays))
         return totals, [a.stack() for a in arrays]
+
+    def _weighted_add(self, totals, leaves, weight):
+        """`totals + leaves * weight`, leaving out a member of weight zero (even a non-finite
+        one): element-wise under XLA (which runs that faster than a branch), else a branch."""
+        import tensorflow as tf
+        if self.jit:
+            scaled = [tf.cast(leaf, tf.float64) * weight for leaf in leaves]
+            return [t + tf.where(weight != 0, s, tf.zeros_like(s))
+                    for t, s in zip(totals, scaled)]
+        return tf.cond(weight != 0,
+                       lambda: [t + tf.cast(leaf, tf.float64) * weight
+                                for t, leaf in zip(totals, leaves)],
+                       lambda: list(totals))
 
     def _unpack(self, outputs, size):
         totals, arrays = outputs
