@@ -40,6 +40,11 @@ class DistributedExecutionError(ExecutionError):
     """The cluster could not be reached or could not run the work."""
 
 
+class SchedulerUnreachableError(DistributedExecutionError, TimeoutError):
+    """No scheduler answered within `CONNECT_TIMEOUT` (also a `TimeoutError`, an `OSError`, as
+    Dask's own client raises)."""
+
+
 def connect(dask):
     """A `distributed.Client` for a scheduler address (connecting once per address), or the
     given client itself."""
@@ -60,7 +65,7 @@ def connect(dask):
                 client = distributed.Client(dask, timeout=CONNECT_TIMEOUT,
                                             set_as_default=False)
             except (OSError, TimeoutError) as e:
-                raise DistributedExecutionError(
+                raise SchedulerUnreachableError(
                     f"Cannot reach the Dask scheduler at {dask} within {CONNECT_TIMEOUT} s: "
                     f"{type(e).__name__}: {e}") from None
             _clients[dask] = client
@@ -449,4 +454,5 @@ def run(computation, argument, num_clients, progress=None, dask=None):
     return function(argument)
 
 
-__all__ = ["DistributedExecutionError", "connect", "run", "run_chunk"]
+__all__ = ["DistributedExecutionError", "SchedulerUnreachableError", "connect", "run",
+           "run_chunk"]

@@ -120,10 +120,12 @@ def test_an_unreachable_scheduler_fails_within_the_timeout(monkeypatch):
     monkeypatch.setattr(fdist, "CONNECT_TIMEOUT", 2)
     comp = fcore.parse_computation("(x:{float32}@CLIENTS -> federated_sum(x))")
     start = time.monotonic()
-    with pytest.raises(fdist.DistributedExecutionError, match="Cannot reach the Dask scheduler"):
+    with pytest.raises(fdist.DistributedExecutionError, match="Cannot reach the Dask scheduler") \
+            as info:
         with fcore.execution_context(dask="tcp://127.0.0.1:1"):
             comp([1.0])
     assert time.monotonic() - start < 30
+    assert isinstance(info.value, TimeoutError) and isinstance(info.value, fcore.ExecutionError)
 
 
 def test_dask_needs_an_address_or_client():
