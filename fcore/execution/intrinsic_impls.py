@@ -196,6 +196,9 @@ def _secure_sum(interp, fn_type, argument, bounds_of, modulus_of, what):
 
 
 def _leaf_types(type_):
+    """The tensor types of `type_` in order (of its member, for a federated type)."""
+    if isinstance(type_, core.FederatedType):
+        return _leaf_types(type_.member)
     if isinstance(type_, core.StructType):
         return [leaf for t in type_ for leaf in _leaf_types(t)]
     return [type_]

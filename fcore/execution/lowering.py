@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from fcore.execution import accumulators
+from fcore.execution import intrinsic_impls as impls
 from fcore.execution.reference import Environment, Interpreter
 from fcore.ir import analysis, nodes
 from fcore.struct import Struct
@@ -221,7 +222,8 @@ class _GroupFunction:
         interpreter = Interpreter()
         functions = {name: interpreter.evaluate(node.argument.elements[0][1], Environment())
                      for name, node in plan.post}
-        specs = [(n.function.uri, _leaf_types(_operand_type(n))) for _, n in plan.aggregates]
+        specs = [(n.function.uri, impls._leaf_types(n.argument.type_signature))
+                 for _, n in plan.aggregates]
         initial = []
         for uri, types in specs:
             if uri == "federated_weighted_mean":
@@ -232,7 +234,7 @@ class _GroupFunction:
                     [tf.constant(0.0, tf.float64)]
             else:
                 initial += [tf.zeros(t.shape, t.dtype) for t in types]
-        kept_types = [_leaf_types(plan.types[name]) for name in plan.kept]
+        kept_types = [impls._leaf_types(plan.types[name]) for name in plan.kept]
         arrays = [tf.TensorArray(t.dtype, size=count) for types in kept_types for t in types]
 
         def body(i, totals, arrays):
@@ -247,7 +249,7 @@ class _GroupFunction:
             for (uri, types), operand in zip(specs, plan.operands):
                 value = _operand(operand, members)
                 if uri == "federated_weighted_mean":
-                    leaves, weight = _leaves_of(value[0]), tf.cast(value[1], tf.float64)
+                    leaves, weight = impls._leaves(value[0]), tf.cast(value[1], tf.float64)
                     count = len(leaves)
                     totals[cursor:cursor + count] = self._weighted_add(
                         totals[cursor:cursor + count], leaves, weight)
@@ -255,19 +257,19 @@ class _GroupFunction:
                     totals[cursor] += weight
                     cursor += 1
                 elif uri == "federated_mean":
-                    for leaf in _leaves_of(value):
+                    for leaf in impls._leaves(value):
                         totals[cursor] += tf.cast(leaf, tf.float64)
                         cursor += 1
                     totals[cursor] += 1.0
                     cursor += 1
                 else:
-                    for leaf in _leaves_of(value):
+                    for leaf in impls._leaves(value):
                         totals[cursor] += tf.cast(leaf, totals[cursor].dtype)
                         cursor += 1
             arrays = list(arrays)
             position = 0
             for name in plan.kept:
-                for leaf in _leaves_of(members[name]):
+                for leaf in impls._leaves(members[name]):
                     arrays[position] = arrays[position].write(i, leaf)
                     position += 1
             return i + 1, totals, arrays
@@ -296,7 +298,7 @@ class _GroupFunction:
         for _, node in self.plan.aggregates:
             uri, fn_type = node.function.uri, node.function.type_signature
             acc = accumulators.start(uri, fn_type, [])
-            width = len(_leaf_types(fn_type.result.member))
+            width = len(impls._leaf_types(fn_type.result.member))
             if uri in ("federated_weighted_mean", "federated_mean"):
                 acc.totals = totals[cursor:cursor + width]
                 acc.weight = float(totals[cursor + width])
@@ -309,7 +311,7 @@ class _GroupFunction:
             accs.append(acc)
         kept, position = {}, 0
         for name in self.plan.kept:
-            types = _leaf_types(self.plan.types[name])
+            types = impls._leaf_types(self.plan.types[name])
             columns = [a.numpy() for a in arrays[position:position + len(types)]]
             position += len(types)
             kept[name] = [tff._unflatten(self.plan.types[name], [c[row] for c in columns],
@@ -454,23 +456,3 @@ def _operand(node, members):
     if isinstance(node, nodes.Struct):
         return Struct([(n, _operand(e, members)) for n, e in node.elements])
     raise _NotLowerable()
-
-
-def _operand_type(node):
-    operand = node.argument
-    type_ = operand.type_signature
-    return type_
-
-
-def _leaf_types(type_):
-    if isinstance(type_, core.FederatedType):
-        return _leaf_types(type_.member)
-    if isinstance(type_, core.StructType):
-        return [leaf for t in type_ for leaf in _leaf_types(t)]
-    return [type_]
-
-
-def _leaves_of(value):
-    if isinstance(value, Struct):
-        return [leaf for v in value for leaf in _leaves_of(v)]
-    return [value]
