@@ -48,16 +48,7 @@ def _sum(type_, members):
         type_, *members)
 
 
-@_implements("federated_broadcast")
-def _broadcast(interp, fn_type, value):
-    if not fn_type.parameter.all_equal:  # `{T}@SERVER`: the server has one member
-        if len(value) != 1:
-            raise ExecutionError(f"A value of type {fn_type.parameter} to broadcast must have "
-                                 f"exactly one member at the server, found {len(value)}.")
-        return value[0]
-    return value
-
-
+@_implements("federated_broadcast")  # of an all-equal server value: the value itself
 @_implements("federated_value_at_server")
 @_implements("federated_value_at_clients")
 def _value(interp, fn_type, value):

@@ -49,9 +49,7 @@ def _function(fn, parameter_type):
                        nodes.Node)):
         return _node(fn, parameter_type)
     if callable(fn):
-        traced = computation.federated_computation(parameter_type)(fn) \
-            if parameter_type is not None else computation.federated_computation(fn)
-        return traced.ir
+        return computation.trace_lambda(fn, parameter_type)
     return _node(fn)
 
 
@@ -61,9 +59,16 @@ def federated_broadcast(value):
 
 
 def federated_map(fn, value):
-    """`(<(T -> U),{T}@CLIENTS> -> {U}@CLIENTS)`, or `(<(T -> U),T@SERVER> -> U@SERVER)`."""
-    value = _node(value)
-    type_ = value.type_signature
+    """`(<(T -> U),{T}@CLIENTS> -> {U}@CLIENTS)`, or `(<(T -> U),T@SERVER> -> U@SERVER)`.
+
+    A struct (or Python list, tuple or dict) of federated values at one placement is zipped
+    first, as in TFF: `federated_map(fn, [a, b])` maps over `federated_zip([a, b])`."""
+    node = _node(value)
+    type_ = node.type_signature
+    if isinstance(type_, core.StructType) and len(_placements(type_)) == 1:
+        node = _node(federated_zip(value))
+        type_ = node.type_signature
+    value = node
     member = type_.member if isinstance(type_, core.FederatedType) else None
     if member is None:
         raise TypeError(f"The value to be mapped must be a FederatedType or implicitly "
@@ -166,16 +171,22 @@ def federated_secure_sum_bitwidth(value, bitwidth):
 
 
 def sequence_map(fn, sequence):
-    """`(<(T -> U),T*> -> U*)`: applies `fn` to each element."""
+    """`(<(T -> U),T*> -> U*)`: applies `fn` to each element. On a federated sequence
+    (`{T*}@CLIENTS` or `T*@SERVER`), it does so at each member, as in TFF."""
     sequence = _node(sequence)
+    if _is_federated_sequence(sequence.type_signature):
+        return federated_map(lambda member: sequence_map(fn, member), sequence)
     element = sequence.type_signature.element if isinstance(
         sequence.type_signature, core.SequenceType) else None
     return _apply("sequence_map", _function(fn, element), sequence)
 
 
 def sequence_reduce(sequence, zero, op):
-    """`(<T*,U,(<U,T> -> U)> -> U)`: folds the elements into `zero` with `op`."""
+    """`(<T*,U,(<U,T> -> U)> -> U)`: folds the elements into `zero` with `op`. On a federated
+    sequence, at each member."""
     sequence = _node(sequence)
+    if _is_federated_sequence(sequence.type_signature):
+        return federated_map(lambda member: sequence_reduce(member, zero, op), sequence)
     zero = _node(zero)
     element = sequence.type_signature.element if isinstance(
         sequence.type_signature, core.SequenceType) else None
@@ -185,5 +196,14 @@ def sequence_reduce(sequence, zero, op):
 
 
 def sequence_sum(sequence):
-    """`(T* -> T)`: the sum of the elements."""
-    return _apply("sequence_sum", _node(sequence))
+    """`(T* -> T)`: the sum of the elements. On a federated sequence, at each member:
+    `({T*}@CLIENTS -> {T}@CLIENTS)`."""
+    sequence = _node(sequence)
+    if _is_federated_sequence(sequence.type_signature):
+        return federated_map(sequence_sum, sequence)
+    return _apply("sequence_sum", sequence)
+
+
+def _is_federated_sequence(type_):
+    return isinstance(type_, core.FederatedType) and \
+        isinstance(type_.member, core.SequenceType)

@@ -108,6 +108,8 @@ def _without_federated(type_, what, placement):
          "The server value, made available (equal) at every client.")
 def _broadcast(t):
     _placed(t, SERVER, "to be broadcasted")
+    if not t.all_equal:
+        raise TypeError(f"The broadcasted value should be equal at all locations, found {t}.")
     return core.FederatedType(t.member, CLIENTS, all_equal=True)
 
 

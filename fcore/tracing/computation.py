@@ -60,6 +60,11 @@ class Computation:
         return f"<Computation {self.name}: {self.type_signature}>"
 
 
+class PolymorphicTypeError(AttributeError, TypeError):
+    """Asking a polymorphic computation for its type signature: it has none yet (so
+    `hasattr(comp, 'type_signature')` is False, as for TFF's polymorphic functions)."""
+
+
 class PolymorphicComputation:
     """A computation declared without types: traced (once per argument type) when it is
     called or used with concrete arguments."""
@@ -97,8 +102,8 @@ class PolymorphicComputation:
 
     @property
     def type_signature(self):
-        raise TypeError(f"{self.name} is polymorphic: it has a type signature only once it is "
-                        f"called or given parameter types.")
+        raise PolymorphicTypeError(f"{self.name} is polymorphic: it has a type signature only "
+                                   f"once it is called or given parameter types.")
 
     def __repr__(self):
         return f"<polymorphic {self._kind} computation {self.name}>"
@@ -127,6 +132,8 @@ def tf_computation(*args):
 def _decorator(kind, args):
     if len(args) == 1 and _is_function(args[0]):
         return _declare(args[0], kind, None, polymorphic=True)
+    if len(args) > 1 and _is_function(args[0]):  # TFF's functional form: (fn, *types)
+        return _declare(args[0], kind, [to_type(a) for a in args[1:]], polymorphic=False)
     types = [to_type(a) for a in args]
 
     def decorate(fn):
@@ -200,17 +207,33 @@ def _build(fn, kind, parameter_type, name):
         raise
 
 
+def trace_lambda(fn, parameter_type):
+    """The IR lambda of a Python function traced at `parameter_type` inside the computation
+    being traced (a function argument of an intrinsic); it may refer to that computation's
+    names, so it is not a computation of its own."""
+    name = getattr(fn, "__name__", "lambda").replace("<lambda>", "lambda")
+    try:
+        return _trace_federated(fn, parameter_type, name)[0]
+    except _TRACE_ERRORS as e:
+        _annotate(e, "federated", name, fn)
+        raise
+
+
 def _trace_federated(fn, parameter_type, name):
     names = _python_parameter_names(fn)
     spread = isinstance(parameter_type, core.StructType) and len(names) == len(
         parameter_type) and len(names) != 1
+    # Names of enclosing traces stay visible in this one (a nested function may refer to
+    # them), so its parameter and locals must not shadow them.
+    outer = context.current()
+    taken = set(outer.reserved) if outer is not None else set()
     if parameter_type is None:
         parameter_name = None
     elif spread or not names:
-        parameter_name = "arg"
+        parameter_name = _unshadowed("arg", taken)
     else:
-        parameter_name = names[0]
-    trace = context.TraceContext(reserved={parameter_name} | set(names))
+        parameter_name = _unshadowed(names[0], taken)
+    trace = context.TraceContext(reserved={parameter_name} | set(names) | taken)
     with context.tracing(trace):
         if parameter_type is None:
             result = fn()
@@ -225,6 +248,14 @@ def _trace_federated(fn, parameter_type, name):
     if bindings:
         body = nodes.Block(bindings, body)
     return nodes.Lambda(parameter_name, parameter_type, body), result_type
+
+
+def _unshadowed(name, taken):
+    candidate, suffix = name, 0
+    while candidate in taken:
+        suffix += 1
+        candidate = f"{name}_{suffix}"
+    return candidate
 
 
 def _with_containers(result, type_):

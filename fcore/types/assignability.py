@@ -1,10 +1,11 @@
 """Assignability of types: may a value of one type be used where another is expected?
 
 The rules: tensors need the same dtype and a compatible shape (`?` and unknown rank accept
-any size); structs need the same length and, where both elements are named, the same name;
-sequences compare elements; functions are contravariant in the parameter and covariant in
-the result; federated types need the same placement, and an all-equal expected type needs
-an all-equal value (the converse is fine: `T@CLIENTS` is assignable to `{T}@CLIENTS`).
+any size); structs need the same length, and a named element of the value needs the same
+name in the expected type (an unnamed one fits any name, as in TFF); sequences compare
+elements; functions are contravariant in the parameter and covariant in the result;
+federated types need the same placement, and an all-equal expected type needs an all-equal
+value (the converse is fine: `T@CLIENTS` is assignable to `{T}@CLIENTS`).
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ def first_difference(target, source, path=""):
         for index, ((t_name, t_el), (s_name, s_el)) in enumerate(
                 zip(target.items(), source.items())):
             where = f"{path}.{t_name}" if t_name else f"{path}[{index}]"
-            if t_name is not None and s_name is not None and t_name != s_name:
-                found = f"name {s_name!r}" if s_name else "no name"
-                return f"{path}[{index}]", f"expected name {t_name!r}, found {found}"
+            if s_name is not None and t_name != s_name:  # an unnamed source fits any name
+                expected = f"name {t_name!r}" if t_name else "no name"
+                return f"{path}[{index}]", f"expected {expected}, found name {s_name!r}"
             diff = first_difference(t_el, s_el, where)
             if diff is not None:
                 return diff

@@ -50,14 +50,14 @@ def constant_type(value):
     import numpy as np
     if isinstance(value, (bool, np.bool_)):
         return core.TensorType(np.bool_)
+    if isinstance(value, (np.ndarray, np.generic)):  # before float: np.float64 is a float
+        return core.TensorType(value.dtype, value.shape)
     if isinstance(value, int):
         return core.TensorType(np.int32)
     if isinstance(value, float):
         return core.TensorType(np.float32)
     if isinstance(value, (str, bytes)):
         return core.TensorType(str)
-    if isinstance(value, (np.ndarray, np.generic)):
-        return core.TensorType(value.dtype, value.shape)
     return None
 
 

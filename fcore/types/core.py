@@ -311,6 +311,9 @@ class FederatedType(Type):
                 "a federated member")
         if all_equal is None:
             all_equal = placement.default_all_equal
+        if not isinstance(all_equal, (bool, np.bool_)):
+            raise TypeError(f"FederatedType: all_equal must be True, False or None, found "
+                            f"{all_equal!r}.")
         return member, placement, bool(all_equal)
 
     def _init(self, member, placement, all_equal):

@@ -43,12 +43,17 @@ def to_dtype(spec) -> np.dtype:
         raise TypeError(f"Unknown dtype {spec!r}; expected one of: {', '.join(DTYPE_NAMES)}.")
     if spec in (str, bytes, np.bytes_, np.str_, np.object_):
         return DTYPES["str"]
-    as_numpy = getattr(spec, "as_numpy_dtype", None)  # tf.DType, without importing TF
+    try:  # a tf.DType, without importing TF (resource and variant have no NumPy dtype)
+        as_numpy = getattr(spec, "as_numpy_dtype", None)
+    except KeyError:
+        as_numpy = _NO_NUMPY_DTYPE
     if as_numpy is not None and not isinstance(spec, type):
         name = getattr(spec, "name", None)
         if name == "string":
             return DTYPES["str"]
         try:
+            if as_numpy is _NO_NUMPY_DTYPE:
+                raise TypeError(name)
             return to_dtype(np.dtype(as_numpy))
         except TypeError:
             raise TypeError(f"Unsupported TensorFlow dtype {name!r}; expected one of: "
@@ -63,6 +68,9 @@ def to_dtype(spec) -> np.dtype:
     if dtype not in _BY_DTYPE:
         raise TypeError(f"Unsupported dtype {dtype}; expected one of: {', '.join(DTYPE_NAMES)}.")
     return dtype
+
+
+_NO_NUMPY_DTYPE = object()
 
 
 def is_dtype_like(spec) -> bool:

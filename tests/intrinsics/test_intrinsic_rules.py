@@ -65,6 +65,8 @@ ILL_TYPED = [
      "int32."),
     ("federated_broadcast", "{int32}@CLIENTS",
      "The value to be broadcasted should be placed at SERVER, but it is placed at CLIENTS."),
+    ("federated_broadcast", "{int32}@SERVER",
+     "The broadcasted value should be equal at all locations, found {int32}@SERVER."),
     ("federated_value_at_server", "int32@CLIENTS",
      "Cannot place value int32@CLIENTS containing federated types at another placement; "
      "requested to be placed at SERVER."),

@@ -364,6 +364,43 @@ def test_polymorphic_computations_have_no_type_signature():
         assert isinstance(poly, fcore.PolymorphicComputation)
         with pytest.raises(TypeError, match=f"{poly.name} is polymorphic"):
             poly.type_signature
+        assert not hasattr(poly, "type_signature")  # an AttributeError too, as in TFF
+
+
+def test_the_functional_form_takes_the_function_then_the_types():
+    add = fcore.tf_computation(lambda x, y: x + y, np.int32, np.int32)
+    assert str(add.type_signature) == "(<x=int32,y=int32> -> int32)"
+    assert add(2, 3) == 5
+    total = fcore.federated_computation(lambda v: fcore.federated_sum(v),
+                                        fcore.FederatedType(np.int32, fcore.CLIENTS))
+    assert str(total.type_signature) == "({int32}@CLIENTS -> int32@SERVER)"
+
+
+def test_numpy_scalars_keep_their_dtype():
+    constant = fcore.federated_computation(lambda: np.float64(0.1))
+    assert str(constant.type_signature) == "( -> float64)"
+    assert constant() == np.float64(0.1) and isinstance(constant(), np.float64)
+    placed = fcore.federated_computation(
+        lambda: fcore.federated_value(np.float64(0.25), fcore.SERVER))
+    assert str(placed.type_signature) == "( -> float64@SERVER)"
+
+
+def test_a_nested_function_sees_the_enclosing_names_it_uses():
+    @fcore.tf_computation(np.int32, np.int32)
+    def add(a, b):
+        return a + b
+
+    # The inner function's parameter and locals must not shadow the outer `arg` and `_var1`.
+    @fcore.federated_computation(fcore.FederatedType(np.int32, fcore.SERVER), np.int32)
+    def outer(x, offset):
+        shifted = add(offset, offset)  # bound to a local of the outer computation
+
+        def inner(a, b):
+            return add(add(a, b), shifted)
+        return fcore.federated_map(inner, fcore.federated_zip((x, x)))
+
+    assert outer(3, 1) == 3 + 3 + 2
+    assert fcore.parse_computation(str(outer), outer.leaves()) == outer
 
 
 def test_polymorphic_federated_computation_is_instantiated_per_argument_type():

@@ -11,8 +11,7 @@ from fcore import TypeMismatchError, parse_type
     ("float32[?,784]", "float32[100,784]"),
     ("{float32}@CLIENTS", "float32@CLIENTS"),
     ("<a=int32,b=float32[?]>", "<a=int32,b=float32[2]>"),
-    ("<int32>", "<a=int32>"),
-    ("<a=int32>", "<int32>"),
+    ("<a=int32>", "<int32>"),  # an unnamed element fits any name
     ("float32[?]*", "float32[5]*"),
     ("(float32[3] -> float32[?])", "(float32[?] -> float32[3])"),
     ("{float32[?]}@CLIENTS", "{float32[2]}@CLIENTS"),
@@ -30,6 +29,7 @@ def test_assignable(target, source):
     ("float32@CLIENTS", "{float32}@CLIENTS"),
     ("float32@SERVER", "{float32}@CLIENTS"),
     ("<a=int32>", "<b=int32>"),
+    ("<int32>", "<a=int32>"),  # as in TFF: a named element needs that name in the target
     ("<a=int32>", "<a=int32,b=int32>"),
     ("(float32[?] -> float32)", "(float32[3] -> float32)"),
     ("int32*", "int32"),
@@ -42,6 +42,7 @@ def test_not_assignable(target, source):
 def test_equivalence_is_mutual_assignability():
     assert parse_type("<a=float32[3]>").is_equivalent_to(parse_type("<a=float32[3]>"))
     assert not parse_type("float32[?]").is_equivalent_to(parse_type("float32[3]"))
+    assert not parse_type("<a=int32>").is_equivalent_to(parse_type("<int32>"))
 
 
 def test_mismatch_error_names_expected_found_and_path():

@@ -127,3 +127,15 @@ def test_tensorflow_specs_convert():
     assert str(to_type(tf.data.DatasetSpec(dataset.element_spec))) == \
         "<x=float32[?,784],y=int32[?]>*"
     assert str(to_type((tf.float32, [2]))) == "float32[2]"
+
+
+def test_tensorflow_dtypes_without_a_numpy_dtype_are_refused_with_a_type_error():
+    import tensorflow as tf
+    for dtype in (tf.resource, tf.variant):
+        with pytest.raises(TypeError, match=f"Unsupported TensorFlow dtype '{dtype.name}'"):
+            fcore.TensorType(dtype)
+
+
+def test_all_equal_must_be_a_bool():
+    with pytest.raises(TypeError, match="all_equal must be True, False or None"):
+        fcore.FederatedType(np.int32, fcore.CLIENTS, all_equal="yes")
