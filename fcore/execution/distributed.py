@@ -107,7 +107,7 @@ class DistributedInterpreter(StreamingInterpreter):
     def _run_distributed(self, program, aggregates, materialise, count):
         from distributed import as_completed
         data = program.client_inputs
-        program_future = _scatter_program(self.client, program)
+        program_future = [_scatter_program(self.client, program)]
         workers = max(1, len(self.client.scheduler_info().get("workers", {})))
         size = max(1, -(-count // (workers * self.chunks_per_worker)))
         chunks = [(start, min(count, start + size)) for start in range(0, count, size)]
@@ -116,9 +116,11 @@ class DistributedInterpreter(StreamingInterpreter):
 
         def submit(chunk, fresh=False):
             start, stop = chunk
+            if fresh and program_future[0].status != "finished":
+                program_future[0] = _scatter_program(self.client, program, fresh=True)
             chunk_data = _chunk_data(self.client, data, start, stop, fresh)
             future = self.client.submit(
-                run_chunk, program.digest, program_future, program.shared_inputs, chunk_data,
+                run_chunk, program.digest, program_future[0], program.shared_inputs, chunk_data,
                 stop - start, key=f"fcore-chunk-{program.digest[:12]}-{start}-{_token()}",
                 pure=False)
             futures[future] = chunk
@@ -330,9 +332,11 @@ _placed_data = weakref.WeakKeyDictionary()      # client -> {fingerprint: future
 MAX_PLACED_CHUNKS = 1024  # older chunks are released (a sampled population keeps changing)
 
 
-def _scatter_program(client, program):
+def _scatter_program(client, program, fresh=False):
+    """The program's bytes on every worker (once per client); `fresh` places them again (a
+    worker that held the only copy may have died)."""
     placed = _placed_programs.setdefault(client, {})
-    if program.digest not in placed:
+    if fresh or program.digest not in placed:
         placed[program.digest] = client.scatter(program.data, broadcast=True, hash=False)
     return placed[program.digest]
 
