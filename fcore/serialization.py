@@ -30,12 +30,18 @@ class SerializationError(ValueError):
 
 def save(computation, path):
     """Writes `computation` (with its TF leaves) to the file `path`."""
+    data = to_bytes(computation)  # first: a failure leaves no file behind
     with open(path, "wb") as f:
-        f.write(to_bytes(computation))
+        f.write(data)
 
 
 def to_bytes(computation) -> bytes:
     """The saved form of `computation`, as bytes."""
+    from fcore.tracing.computation import Computation
+    if not isinstance(computation, Computation):
+        kind = "a polymorphic computation: call it or give it parameter types first" \
+            if hasattr(computation, "instantiate") else type(computation).__name__
+        raise TypeError(f"fcore.save takes an fcore computation, found {kind}.")
     import tensorflow as tf
     leaves = computation.leaves()
     files, manifest_leaves = {}, {}

@@ -53,7 +53,8 @@ class FederatedAveragingNext(fcore.Computation):
     def __call__(self, *args, **kwargs):
         if trace_context.current() is not None or any(isinstance(a, fcore.Value) for a in args):
             return super().__call__(*args, **kwargs)
-        state, metrics, report = self._with_report(*args, **kwargs)
+        from fcore.execution import runner
+        state, metrics, report = runner.call(self._with_report, args, kwargs, shown=self)
         clients, empty, non_finite = (int(report[name]) for name in RoundReport.FIELDS)
         self.last_report = RoundReport(clients, empty, non_finite)
         if empty or non_finite:

@@ -78,8 +78,8 @@ class KerasModel(Model):
             raise ValueError("A Keras model needs a loss: compile the model or pass loss=.")
         self._keras = keras_model
         self._input_spec = input_spec
-        self._loss = loss
-        self._metrics = [_fresh(m) for m in metrics]
+        self._loss = tf.keras.losses.get(loss) if isinstance(loss, str) else loss
+        self._metrics = [_fresh(m, _sparse_labels(keras_model, input_spec)) for m in metrics]
         self.optimizer = optimizer  # the compiled optimizer, the default for client training
         self._num_examples = tf.Variable(0.0, trainable=False, name="num_examples")
         self._loss_sum = tf.Variable(0.0, trainable=False, name="loss_sum")
@@ -112,7 +112,9 @@ class KerasModel(Model):
         import tensorflow as tf
         x, y = _features_and_labels(batch)
         predictions = self._keras(x, training=training)
-        loss = tf.cast(self._loss(y, predictions), tf.float32)
+        # A Loss object gives the batch's mean; a loss function (`'mse'`, ...) gives one loss
+        # per example, averaged here as Keras does.
+        loss = tf.reduce_mean(tf.cast(self._loss(y, predictions), tf.float32))
         num_examples = tf.cast(tf.shape(y)[0], tf.float32)
         self._num_examples.assign_add(num_examples)
         self._loss_sum.assign_add(loss * num_examples)
@@ -141,9 +143,16 @@ def _features_and_labels(batch):
     return x, y
 
 
-def _fresh(metric):
-    """A new metric object like `metric` (a metric object, class, or Keras name)."""
+def _fresh(metric, sparse_labels):
+    """A new metric object like `metric` (a metric object, class, or Keras name). As in
+    Keras's `compile`, `'accuracy'` (or `'acc'`) means the accuracy that fits the labels:
+    sparse categorical for class indices, binary for one output, else categorical."""
     import tensorflow as tf
+    if metric in ("accuracy", "acc"):
+        kind = {True: tf.keras.metrics.SparseCategoricalAccuracy,
+                False: tf.keras.metrics.CategoricalAccuracy,
+                None: tf.keras.metrics.BinaryAccuracy}[sparse_labels]
+        return kind(name=metric)
     if isinstance(metric, str):
         return tf.keras.metrics.get(metric)
     if isinstance(metric, type):
@@ -151,10 +160,28 @@ def _fresh(metric):
     return type(metric).from_config(metric.get_config())
 
 
-def _weighted_metrics_computation(names):
-    import fcore
+def _sparse_labels(keras_model, input_spec):
+    """True if the labels are class indices (fewer dimensions than the predictions), False
+    for one-hot labels, None for a single output (binary)."""
+    outputs = getattr(keras_model, "output_shape", None)
+    labels = _features_and_labels(input_spec)[1] if input_spec is not None else None
+    if not isinstance(outputs, tuple) or labels is None or labels.shape.rank is None:
+        return True  # the common case: integer class labels
+    if outputs[-1] == 1:
+        return None
+    return labels.shape.rank < len(outputs) or labels.shape[-1] == 1
 
-    @fcore.federated_computation
+
+def _weighted_metrics_computation(names):
+    """`({<metric...,loss,num_examples>}@CLIENTS -> <metric@SERVER...,loss@SERVER>)`: each
+    value averaged over the clients, weighted by their examples."""
+    import numpy as np
+
+    import fcore
+    outputs_type = fcore.StructType([(name, np.float32) for name in names] +
+                                    [("num_examples", np.float32)], collections.OrderedDict)
+
+    @fcore.federated_computation(fcore.FederatedType(outputs_type, fcore.CLIENTS))
     def keras_metrics(outputs):
         return collections.OrderedDict(
             (name, fcore.federated_mean(outputs[name], outputs.num_examples)) for name in names)

@@ -10,9 +10,14 @@ KINDS = ("reference", "fast", "dask")
 
 
 class ExecutionContext:
-    def __init__(self, kind="fast", num_clients=None, progress=None, dask=None):
+    def __init__(self, kind=None, num_clients=None, progress=None, dask=None):
         if dask is not None:
+            if kind not in (None, "dask"):
+                raise ValueError(f"execution_context({kind!r}, dask=...): dask= runs the Dask "
+                                 f"executor; leave the kind out (or give 'dask').")
             kind = "dask"
+        elif kind is None:
+            kind = "fast"
         elif kind == "dask":
             raise ValueError("The Dask executor needs dask=: a scheduler address such as "
                              "'tcp://scheduler:8786' or a distributed.Client.")
@@ -41,9 +46,9 @@ def current() -> ExecutionContext:
 
 
 @contextlib.contextmanager
-def execution_context(kind="fast", num_clients=None, progress=None, dask=None):
+def execution_context(kind=None, num_clients=None, progress=None, dask=None):
     """Runs the computations called inside the `with` block with executor `kind` ("fast", the
-    default: streaming aggregation; "reference": the plain interpreter) and, where
+    default when no kind is given: streaming aggregation; "reference": the plain interpreter) and, where
     no client-placed argument fixes it, `num_clients` clients. `progress(done, total)`, if
     given, is called as each client's work in a `federated_map` finishes. `dask=` (a scheduler
     address or a `distributed.Client`) runs the client work on a Dask cluster.

@@ -12,15 +12,18 @@ from fcore.types.errors import TypeMismatchError
 _EXECUTORS = {"reference": reference.run, "fast": streaming.run}
 
 
-def call(computation, args, kwargs):
+def call(computation, args, kwargs, shown=None):
+    """Runs `computation`; errors in the arguments name `shown` (default: the computation),
+    the computation the user called where that one runs a twin of it."""
     fn_type = computation.type_signature
-    argument = pack_arguments(fn_type.parameter, args, kwargs, computation.name)
+    shown = computation if shown is None else shown
+    argument = pack_arguments(fn_type.parameter, args, kwargs, shown.name)
     runtime = None
     if fn_type.parameter is not None:
         try:
             runtime = values.to_runtime(argument, fn_type.parameter)
         except TypeMismatchError as e:
-            raise TypeMismatchError(f"Calling {computation.name} ({fn_type}): {e}",
+            raise TypeMismatchError(f"Calling {shown.name} ({shown.type_signature}): {e}",
                                     e.expected, e.found, e.path) from None
     num_clients = resolve_num_clients(computation, runtime)
     current = context.current()

@@ -29,6 +29,9 @@ def test_fast_is_the_default_and_reference_is_available():
     with pytest.raises(ValueError, match="Unknown execution context 'warp'"):
         with fcore.execution_context("warp"):
             pass
+    with pytest.raises(ValueError, match="dask= runs the Dask executor"):
+        with fcore.execution_context("reference", dask="tcp://scheduler:8786"):
+            pass
 
 
 def test_a_fedavg_round_matches_on_both_executors():

@@ -59,3 +59,11 @@ def test_evaluation_type_signature():
         f"(<server_model_weights={weights}@SERVER,"
         f"federated_dataset={{<x=float32[?,784],y=int32[?]>*}}@CLIENTS> -> "
         f"<sparse_categorical_accuracy=float32,loss=float32>@SERVER)")
+
+
+def test_keras_federated_output_computation_has_a_type():
+    from support import small_model_fn
+    computation = small_model_fn().federated_output_computation
+    assert str(computation.type_signature) == (
+        "({<sparse_categorical_accuracy=float32,loss=float32,num_examples=float32>}@CLIENTS -> "
+        "<sparse_categorical_accuracy=float32@SERVER,loss=float32@SERVER>)")

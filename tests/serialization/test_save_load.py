@@ -143,3 +143,15 @@ def test_a_foreign_file_fails_cleanly(tmp_path):
 
 def test_serialization_error_is_a_value_error():
     assert issubclass(fcore.SerializationError, ValueError)
+
+
+def test_only_computations_are_saved(tmp_path):
+    @fcore.federated_computation
+    def polymorphic(x):
+        return x
+
+    with pytest.raises(TypeError, match="polymorphic computation: call it or give it"):
+        fcore.save(polymorphic, tmp_path / "p.fcore")
+    with pytest.raises(TypeError, match="found function"):
+        fcore.save(lambda x: x, tmp_path / "f.fcore")
+    assert not list(tmp_path.iterdir())  # nothing written
