@@ -179,7 +179,7 @@ class SecureSum:
             modulus = impls.secure_modulus(limit, self.count, self.bitwidth)
             total = np.asarray(total, dtype=object) % modulus if self.count else \
                 np.zeros(leaf_type.shape or (), dtype=object)
-            sums.append(impls._cast(leaf_type, np.asarray(total).astype(leaf_type.dtype)))
+            sums.append(impls.exact_sum(leaf_type, total, self.what))
         return impls._rebuild(self.type_, sums)
 
 

@@ -182,8 +182,19 @@ def _secure_sum(interp, fn_type, argument, bounds_of, modulus_of, what):
             total = (total + leaf) % modulus
         if not members:
             total = np.zeros(leaf_type.shape or (), dtype=object)
-        sums.append(_cast(leaf_type, np.asarray(total).astype(leaf_type.dtype)))
+        sums.append(exact_sum(leaf_type, total, what))
     return _rebuild(value_type.member, sums)
+
+
+def exact_sum(type_, total, what):
+    """A secure sum's exact total (Python ints) as a value of `type_`; a total the dtype
+    cannot hold is an error, not a wrapped-around number."""
+    total = np.asarray(total, dtype=object)
+    info = np.iinfo(type_.dtype)
+    if total.size and (total.max() > info.max or total.min() < info.min):
+        raise ExecutionError(f"{what}: the sum {total.tolist()} does not fit "
+                             f"{type_.dtype.name}; declare the values with a wider dtype.")
+    return _cast(type_, total.astype(type_.dtype))
 
 
 def _leaf_types(type_):

@@ -795,6 +795,18 @@ def test_federated_secure_sum_of_structs_bounds_each_member():
                                {"a": 1, "b": np.array([50, 101])}])
 
 
+@pytest.mark.parametrize("kind", ["reference", "fast"])
+def test_a_secure_sum_that_does_not_fit_its_dtype_is_an_error_not_a_wrap(kind):
+    @fcore.federated_computation(FederatedType(np.int32, CLIENTS))
+    def large_sum(values):
+        return fcore.federated_secure_sum(values, 2**31 - 1)
+
+    with fcore.execution_context(kind):
+        scalar(large_sum([2**30, 2**30 - 1]), 2**31 - 1, np.int32)
+        with pytest.raises(fcore.ExecutionError, match="the sum 2147483648 does not fit int32"):
+            large_sum([2**31 - 1, 1])
+
+
 def test_federated_secure_sum_bitwidth_adds_values_within_the_bitwidth():
     scalar(secure_sum_bitwidth([7, 7, 7]), 21, np.int32)
     scalar(secure_sum_bitwidth([0, 1]), 1, np.int32)
