@@ -79,13 +79,13 @@ class KerasModel(Model):
         self._keras = keras_model
         self._input_spec = input_spec
         self._loss = tf.keras.losses.get(loss) if isinstance(loss, str) else loss
-        self._metrics = [_fresh(m, _sparse_labels(keras_model, input_spec)) for m in metrics]
+        self._metrics = [_fresh(m, keras_model, input_spec) for m in metrics]
         self.optimizer = optimizer  # the compiled optimizer, the default for client training
         self._num_examples = tf.Variable(0.0, trainable=False, name="num_examples")
         self._loss_sum = tf.Variable(0.0, trainable=False, name="loss_sum")
         self.weight_names = canonical_weight_names(keras_model)
         self._output_computation = _weighted_metrics_computation(
-            [m.name for m in self._metrics] + ["loss"])
+            [(m.name, _result_shape(m)) for m in self._metrics] + [("loss", ())])
 
     @property
     def keras_model(self):
@@ -112,8 +112,8 @@ class KerasModel(Model):
         import tensorflow as tf
         x, y = _features_and_labels(batch)
         predictions = self._keras(x, training=training)
-        # A Loss object gives the batch's mean; a loss function (`'mse'`, ...) gives one loss
-        # per example, averaged here as Keras does.
+        # A Loss object reduces over the batch itself (by default to the mean); a loss
+        # function (`'mse'`, ...) gives one loss per example, averaged here as Keras does.
         loss = tf.reduce_mean(tf.cast(self._loss(y, predictions), tf.float32))
         num_examples = tf.cast(tf.shape(y)[0], tf.float32)
         self._num_examples.assign_add(num_examples)
@@ -143,18 +143,21 @@ def _features_and_labels(batch):
     return x, y
 
 
-def _fresh(metric, sparse_labels):
-    """A new metric object like `metric` (a metric object, class, or Keras name). As in
-    Keras's `compile`, `'accuracy'` (or `'acc'`) means the accuracy that fits the labels:
-    sparse categorical for class indices, binary for one output, else categorical."""
+def _fresh(metric, keras_model, input_spec):
+    """A new metric object like `metric` (a metric object, class, or Keras name). A name is
+    also the metric's reported name, as in Keras's `compile`; there `'accuracy'` (or `'acc'`)
+    means the accuracy that fits the labels: sparse categorical for class indices, binary for
+    one output, else categorical."""
     import tensorflow as tf
-    if metric in ("accuracy", "acc"):
+    if isinstance(metric, str) and metric.lower() in ("accuracy", "acc"):
         kind = {True: tf.keras.metrics.SparseCategoricalAccuracy,
                 False: tf.keras.metrics.CategoricalAccuracy,
-                None: tf.keras.metrics.BinaryAccuracy}[sparse_labels]
+                None: tf.keras.metrics.BinaryAccuracy}[_sparse_labels(keras_model, input_spec)]
         return kind(name=metric)
     if isinstance(metric, str):
-        return tf.keras.metrics.get(metric)
+        found = tf.keras.metrics.get(metric)
+        return type(found).from_config({**found.get_config(), "name": metric}) \
+            if hasattr(found, "get_config") else found
     if isinstance(metric, type):
         return metric()
     return type(metric).from_config(metric.get_config())
@@ -165,21 +168,31 @@ def _sparse_labels(keras_model, input_spec):
     for one-hot labels, None for a single output (binary)."""
     outputs = getattr(keras_model, "output_shape", None)
     labels = _features_and_labels(input_spec)[1] if input_spec is not None else None
-    if not isinstance(outputs, tuple) or labels is None or labels.shape.rank is None:
+    shape = getattr(labels, "shape", None)
+    rank = getattr(shape, "rank", None) if hasattr(shape, "rank") else \
+        (len(shape) if shape is not None else None)
+    if not isinstance(outputs, tuple) or rank is None:
         return True  # the common case: integer class labels
     if outputs[-1] == 1:
         return None
-    return labels.shape.rank < len(outputs) or labels.shape[-1] == 1
+    return rank < len(outputs) or shape[-1] == 1
 
 
-def _weighted_metrics_computation(names):
+def _result_shape(metric):
+    """The shape of a metric's result (a vector for some, e.g. per-threshold precision)."""
+    import tensorflow as tf
+    return tuple(tf.convert_to_tensor(metric.result()).shape)
+
+
+def _weighted_metrics_computation(shapes):
     """`({<metric...,loss,num_examples>}@CLIENTS -> <metric@SERVER...,loss@SERVER>)`: each
-    value averaged over the clients, weighted by their examples."""
-    import numpy as np
-
+    value averaged over the clients, weighted by their examples. `shapes`: `(name, shape)`
+    of each value but the number of examples."""
     import fcore
-    outputs_type = fcore.StructType([(name, np.float32) for name in names] +
-                                    [("num_examples", np.float32)], collections.OrderedDict)
+    names = [name for name, _ in shapes]
+    outputs_type = fcore.StructType(
+        [(name, fcore.TensorType(np.float32, shape)) for name, shape in shapes] +
+        [("num_examples", np.float32)], collections.OrderedDict)
 
     @fcore.federated_computation(fcore.FederatedType(outputs_type, fcore.CLIENTS))
     def keras_metrics(outputs):
@@ -222,8 +235,5 @@ def _compiled(model):
         metrics = getattr(getattr(model, "compiled_metrics", None), "_user_metrics", None)
     if isinstance(metrics, dict):
         raise ValueError("Metrics given per output (a dict) are not supported; pass a list.")
-    if isinstance(loss, str):
-        import tensorflow as tf
-        loss = tf.keras.losses.get(loss)
     return {"loss": loss, "metrics": list(metrics or []),
             "optimizer": getattr(model, "optimizer", None)}

@@ -29,10 +29,6 @@ class _Leaves:
             self.combine(a, b) for a, b in zip(self.value, leaves)]
 
 
-def _wide(type_):
-    return np.complex128 if type_.dtype.kind == "c" else np.float64
-
-
 class Reduction:
     """Sums, minima and maxima: leaf by leaf with `reducer`. With no client, `empty()` gives
     the result (zeros for a sum; min and max of nothing are undefined)."""
@@ -96,7 +92,7 @@ class Mean:
         if self.totals is None:
             # np.array: 0-d arrays stay arrays (a product of 0-d arrays is a scalar), so
             # the in-place additions below update them
-            self.totals = [np.array(np.asarray(x, dtype=_wide(t)) * weight)
+            self.totals = [np.array(np.asarray(x, dtype=impls._wide(t)) * weight)
                            for t, x in zip(self.types, leaves)]
             self._scratch = [np.empty_like(total) for total in self.totals]
         else:  # in place: no temporary arrays per client
@@ -106,11 +102,12 @@ class Mean:
         self.weight += weight
 
     def merge(self, other):
+        """Adds `other`'s partial mean (which is consumed: its arrays may be adopted)."""
         if other.totals is not None:
             if self.totals is None:  # adopted, copied only if `add` writes to them
                 self.totals, self._scratch = list(other.totals), None
-            else:
-                self.totals = [a + b for a, b in zip(self.totals, other.totals)]
+            else:  # np.array: 0-d totals stay arrays that `add` can update in place
+                self.totals = [np.array(a + b) for a, b in zip(self.totals, other.totals)]
             self.weight += other.weight
 
     def result(self):

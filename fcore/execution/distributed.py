@@ -17,6 +17,7 @@ import collections
 import hashlib
 import itertools
 import threading
+import time
 import warnings
 import weakref
 
@@ -31,6 +32,7 @@ from fcore.types import core
 
 CONNECT_TIMEOUT = 10  # seconds to reach a scheduler before giving up
 CHUNKS_PER_WORKER = 1  # more chunks: finer retries after a worker loss, more overhead
+WORKER_WAIT = 60  # seconds a call waits, in all, for workers to come back after losing them
 _clients: dict = {}
 last_report: dict = {}  # of the latest distributed pass: chunks, retried, dropped clients
 _lock = threading.Lock()
@@ -83,6 +85,7 @@ class DistributedInterpreter(StreamingInterpreter):
         self.retries = retries
         self.chunks_per_worker = chunks_per_worker or CHUNKS_PER_WORKER
         self.dropped = []
+        self._wait_until = None  # the deadline for workers to come back (set at a loss)
 
     def _pass(self, env, values, per_client, aggregates, materialise):
         scope = self._env(env, values)
@@ -138,13 +141,9 @@ class DistributedInterpreter(StreamingInterpreter):
                 raise ExecutionError(f"{e} [in the chunk of clients {chunk[0]}..{chunk[1] - 1},"
                                      f" numbered from 0 within the chunk]") from None
             except Exception as e:  # noqa: BLE001 - worker lost, data lost, ...
-                attempts[chunk] += 1
                 retried += 1
-                if attempts[chunk] > self.retries:
-                    self.dropped.append((chunk, f"{type(e).__name__}: {e}"))
-                    continue
-                submit(chunk, fresh=True)
-                pending.add(next(f for f, c in futures.items() if c == chunk))
+                if self._resubmit(chunk, attempts, e, submit):
+                    pending.add(next(f for f, c in futures.items() if c == chunk))
                 continue
             done += chunk[1] - chunk[0]
             if self.progress is not None:
@@ -159,6 +158,32 @@ class DistributedInterpreter(StreamingInterpreter):
             warnings.warn(f"distributed executor: {lost} of {count} clients dropped after "
                           f"worker failures: {self.dropped[0][1]}", RuntimeWarning)
         return _merge(partials, aggregates, materialise, program, count)
+
+    def _resubmit(self, chunk, attempts, error, submit):
+        """Sends a failed chunk again (its data, and the program if it was lost, placed
+        afresh) while it has retries left. Placing them fails too while workers are dead or
+        restarting: that is waited out (nannies restart lost workers), within WORKER_WAIT
+        seconds per call in all. Returns whether it was sent; if not, its clients are
+        dropped."""
+        attempts[chunk] += 1
+        if attempts[chunk] > self.retries:
+            self.dropped.append((chunk, f"{type(error).__name__}: {error}"))
+            return False
+        if self._wait_until is None:
+            self._wait_until = time.monotonic() + WORKER_WAIT
+        delay = 0.2
+        while True:
+            try:
+                self.client.wait_for_workers(
+                    1, timeout=max(0.1, self._wait_until - time.monotonic()))
+                submit(chunk, fresh=True)
+                return True
+            except Exception as e:  # noqa: BLE001 - no worker yet, or it died meanwhile
+                if time.monotonic() >= self._wait_until:
+                    self.dropped.append((chunk, f"{type(e).__name__}: {e}"))
+                    return False
+                time.sleep(delay)
+                delay = min(2 * delay, 2.0)
 
 
 def _free(node):

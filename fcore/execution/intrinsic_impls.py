@@ -91,16 +91,17 @@ def _mean(interp, fn_type, value):
     members = interp.members(value, fn_type.parameter)
     count = len(members)
     return map_structure(
-        lambda t, *xs: _cast(t, _accumulate(t, xs, [1.0] * count) / count)
+        lambda t, *xs: _cast(t, _accumulate(t, xs) / count)
         if xs else _cast(t, np.full(t.shape, np.nan)), fn_type.result.member, *members)
 
 
-def _accumulate(type_, members, weights):
-    """The sum of `weight * member`, in the wide dtype, one member at a time (so that no
-    stacked copy of every client's value is made)."""
+def _accumulate(type_, members, weights=None):
+    """The sum of the members (each times its weight, if given), in the wide dtype, one
+    member at a time (so that no stacked copy of every client's value is made)."""
     total = np.zeros(np.shape(members[0]), _wide(type_))
-    for member, weight in zip(members, weights):
-        total += np.asarray(member, _wide(type_)) * weight
+    for index, member in enumerate(members):
+        member = np.asarray(member, _wide(type_))
+        total += member if weights is None else member * weights[index]
     return total
 
 

@@ -250,10 +250,10 @@ class _GroupFunction:
                 value = _operand(operand, members)
                 if uri == "federated_weighted_mean":
                     leaves, weight = impls._leaves(value[0]), tf.cast(value[1], tf.float64)
-                    count = len(leaves)
-                    totals[cursor:cursor + count] = self._weighted_add(
-                        totals[cursor:cursor + count], leaves, weight)
-                    cursor += count
+                    width = len(leaves)
+                    totals[cursor:cursor + width] = self._weighted_add(
+                        totals[cursor:cursor + width], leaves, weight)
+                    cursor += width
                     totals[cursor] += weight
                     cursor += 1
                 elif uri == "federated_mean":

@@ -25,7 +25,7 @@ def call(computation, args, kwargs, shown=None):
         except TypeMismatchError as e:
             raise TypeMismatchError(f"Calling {shown.name} ({shown.type_signature}): {e}",
                                     e.expected, e.found, e.path) from None
-    num_clients = resolve_num_clients(computation, runtime)
+    num_clients = resolve_num_clients(computation, runtime, shown)
     current = context.current()
     if current.kind == "dask":
         from fcore.execution import distributed
@@ -36,10 +36,12 @@ def call(computation, args, kwargs, shown=None):
     return values.to_python(result, fn_type.result)
 
 
-def resolve_num_clients(computation, runtime_argument):
+def resolve_num_clients(computation, runtime_argument, shown=None):
     """The number of clients: fixed by client-placed arguments, else by the context. A
-    computation whose type mentions CLIENTS and has neither fails here, with how to fix it."""
+    computation whose type mentions CLIENTS and has neither fails here, with how to fix it
+    (naming `shown`, by default the computation)."""
     fn_type = computation.type_signature
+    computation = computation if shown is None else shown
     given = context.current().num_clients
     counted = None
     if fn_type.parameter is not None:
@@ -55,7 +57,7 @@ def resolve_num_clients(computation, runtime_argument):
             expected=given, found=counted)
     num_clients = counted if counted is not None else given
     if num_clients is None and _mentions_clients(fn_type):
-        raise needs_num_clients(f"'{computation.name}' ({fn_type})")
+        raise needs_num_clients(f"'{computation.name}' ({computation.type_signature})")
     return num_clients
 
 

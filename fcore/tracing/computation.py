@@ -146,10 +146,13 @@ def _is_function(value):
         not dtypes.is_dtype_like(value)
 
 
+def _display_name(fn, default="computation"):
+    name = getattr(fn, "__name__", default)
+    return "lambda" if name == "<lambda>" else name
+
+
 def _declare(fn, kind, types, polymorphic):
-    name = getattr(fn, "__name__", "computation")
-    if name == "<lambda>":
-        name = "lambda"
+    name = _display_name(fn)
     if polymorphic:
         if not _python_parameter_names(fn) and not _takes_varargs(fn):
             return _build(fn, kind, None, name)
@@ -211,21 +214,21 @@ def trace_lambda(fn, parameter_type):
     """The IR lambda of a Python function traced at `parameter_type` inside the computation
     being traced (a function argument of an intrinsic); it may refer to that computation's
     names, so it is not a computation of its own."""
-    name = getattr(fn, "__name__", "lambda").replace("<lambda>", "lambda")
+    name = _display_name(fn, "lambda")
     try:
-        return _trace_federated(fn, parameter_type, name)[0]
+        return _trace_federated(fn, parameter_type, name, nested=True)[0]
     except _TRACE_ERRORS as e:
         _annotate(e, "federated", name, fn)
         raise
 
 
-def _trace_federated(fn, parameter_type, name):
+def _trace_federated(fn, parameter_type, name, nested=False):
     names = _python_parameter_names(fn)
     spread = isinstance(parameter_type, core.StructType) and len(names) == len(
         parameter_type) and len(names) != 1
-    # Names of enclosing traces stay visible in this one (a nested function may refer to
-    # them), so its parameter and locals must not shadow them.
-    outer = context.current()
+    # A `nested` function sees the names of the trace around it (it may refer to them), so
+    # its parameter and locals must not shadow them.
+    outer = context.current() if nested else None
     taken = set(outer.reserved) if outer is not None else set()
     if parameter_type is None:
         parameter_name = None

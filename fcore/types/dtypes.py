@@ -43,19 +43,13 @@ def to_dtype(spec) -> np.dtype:
         raise TypeError(f"Unknown dtype {spec!r}; expected one of: {', '.join(DTYPE_NAMES)}.")
     if spec in (str, bytes, np.bytes_, np.str_, np.object_):
         return DTYPES["str"]
-    try:  # a tf.DType, without importing TF (resource and variant have no NumPy dtype)
-        as_numpy = getattr(spec, "as_numpy_dtype", None)
-    except KeyError:
-        as_numpy = _NO_NUMPY_DTYPE
-    if as_numpy is not None and not isinstance(spec, type):
-        name = getattr(spec, "name", None)
+    if _is_tf_dtype(spec):  # without importing TF
+        name = spec.name
         if name == "string":
             return DTYPES["str"]
-        try:
-            if as_numpy is _NO_NUMPY_DTYPE:
-                raise TypeError(name)
-            return to_dtype(np.dtype(as_numpy))
-        except TypeError:
+        try:  # resource and variant have no NumPy dtype (a KeyError)
+            return to_dtype(np.dtype(spec.as_numpy_dtype))
+        except (TypeError, KeyError):
             raise TypeError(f"Unsupported TensorFlow dtype {name!r}; expected one of: "
                             f"{', '.join(DTYPE_NAMES)}.") from None
     try:
@@ -70,7 +64,9 @@ def to_dtype(spec) -> np.dtype:
     return dtype
 
 
-_NO_NUMPY_DTYPE = object()
+def _is_tf_dtype(spec):
+    """A `tf.DType` (looked up on its class: the property itself may raise)."""
+    return not isinstance(spec, type) and hasattr(type(spec), "as_numpy_dtype")
 
 
 def is_dtype_like(spec) -> bool:

@@ -116,24 +116,28 @@ def test_a_worker_killed_during_a_round_is_survived(client, monkeypatch):
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
 
 
-def test_a_round_survives_losing_every_worker_and_the_program_they_held(client, monkeypatch):
+def test_a_round_survives_losing_every_worker_and_the_program_they_held(monkeypatch):
     monkeypatch.setattr(fdist, "CHUNKS_PER_WORKER", 4)
     values = [float(v) for v in range(40)]
     killed = []
-    pids = client.run(os.getpid)
+    cluster = local_cluster()  # its own: the nannies restart workers only so many times
+    own = next(cluster)
+    try:
+        pids = own.run(os.getpid)
 
-    def kill_every_worker(done, total):
-        if not killed:  # the nannies restart them; the program and data must be placed again
-            for pid in pids.values():
-                os.kill(pid, signal.SIGKILL)
-            killed.append(True)
+        def kill_every_worker(done, total):
+            if not killed:  # the nannies restart them; program and data are placed again
+                for pid in pids.values():
+                    os.kill(pid, signal.SIGKILL)
+                killed.append(True)
 
-    with fcore.execution_context(dask=client, progress=kill_every_worker):
-        result = sum_of_slow_squares(values)
+        with fcore.execution_context(dask=own, progress=kill_every_worker):
+            result = sum_of_slow_squares(values)
+    finally:
+        next(cluster, None)  # closes the client and the cluster
     assert killed
     assert result == pytest.approx(float(sum(v * v for v in values)))
     assert fdist.last_report["retried"] >= 1 and fdist.last_report["dropped_clients"] == 0
-    client.wait_for_workers(2, timeout=60)
 
 
 def test_an_unreachable_scheduler_fails_within_the_timeout(monkeypatch):

@@ -109,3 +109,23 @@ def test_clients_run_compiled_in_graphs_with_the_same_results():
     assert_close(ref_state, fast_state)
     assert_close(ref_metrics, fast_metrics)
     assert process.next.last_report.clients == len(data)
+
+
+@pytest.mark.parametrize("shape", [(), (3,)])
+def test_a_mean_keeps_adding_after_merging_partial_means(shape):
+    from fcore.execution import accumulators
+    from fcore.intrinsics.definitions import lookup
+    member = fcore.TensorType(np.float32, shape)
+    fn_type = lookup("federated_mean").function_type(fcore.FederatedType(member, fcore.CLIENTS))
+
+    def partial(*values):
+        acc = accumulators.start("federated_mean", fn_type, [])
+        for value in values:
+            acc.add(np.full(shape, value, np.float32))
+        return acc
+
+    total = partial(1.0)
+    total.merge(partial(2.0))   # adopted arrays, then
+    total.merge(partial(3.0))   # a sum of partials (0-d arrays must stay arrays)
+    total.add(np.full(shape, 10.0, np.float32))
+    np.testing.assert_allclose(total.result(), np.full(shape, 4.0))

@@ -51,6 +51,18 @@ def test_accuracy_follows_the_labels_as_in_keras():
         metrics=["accuracy"])
     sparse = learning.from_keras_model(mlp(), input_spec=mnist_spec(),
                                        loss="sparse_categorical_crossentropy", metrics=["acc"])
+    one_hot = learning.from_keras_model(
+        mlp(), input_spec=dict(x=tf.TensorSpec([None, 784]), y=tf.TensorSpec([None, 10])),
+        loss="categorical_crossentropy", metrics=["accuracy"])
+    assert type(one_hot._metrics[0]).__name__ == "CategoricalAccuracy"
     assert type(binary._metrics[0]).__name__ == "BinaryAccuracy"
     assert type(sparse._metrics[0]).__name__ == "SparseCategoricalAccuracy"
     assert sparse._metrics[0].name == "acc"
+
+
+def test_a_metric_by_name_is_reported_by_that_name_and_vector_metrics_keep_their_shape():
+    model = learning.from_keras_model(
+        mlp(), input_spec=mnist_spec(), loss="sparse_categorical_crossentropy",
+        metrics=["mae", tf.keras.metrics.Precision(thresholds=[0.3, 0.7], name="pair")])
+    assert str(model.federated_output_computation.type_signature).startswith(
+        "({<mae=float32,pair=float32[2],loss=float32,num_examples=float32>}@CLIENTS")
