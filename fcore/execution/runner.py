@@ -41,23 +41,23 @@ def resolve_num_clients(computation, runtime_argument, shown=None):
     computation whose type mentions CLIENTS and has neither fails here, with how to fix it
     (naming `shown`, by default the computation)."""
     fn_type = computation.type_signature
-    computation = computation if shown is None else shown
+    named = computation if shown is None else shown  # what messages name
     given = context.current().num_clients
     counted = None
     if fn_type.parameter is not None:
         try:
             counted = values.count_clients(runtime_argument, fn_type.parameter)
         except TypeMismatchError as e:
-            raise TypeMismatchError(f"Calling {computation.name}: {e}", e.expected, e.found,
+            raise TypeMismatchError(f"Calling {named.name}: {e}", e.expected, e.found,
                                     e.path) from None
     if counted is not None and given is not None and counted != given:
         raise TypeMismatchError(
-            f"Calling {computation.name}: the execution context has num_clients={given}, but "
+            f"Calling {named.name}: the execution context has num_clients={given}, but "
             f"the client-placed arguments have {counted} clients.",
             expected=given, found=counted)
     num_clients = counted if counted is not None else given
     if num_clients is None and _mentions_clients(fn_type):
-        raise needs_num_clients(f"'{computation.name}' ({computation.type_signature})")
+        raise needs_num_clients(f"'{named.name}' ({named.type_signature})")
     return num_clients
 
 
