@@ -3,7 +3,8 @@ time, so aggregating N clients holds one running value, not N client values.
 
 The results equal the reference interpreter's (to float rounding): sums and means accumulate
 in float64 (complex128 for complex), weighted means leave out members of weight zero, and
-`federated_aggregate` folds every client into `zero` with `accumulate`, then `report`s."""
+`federated_aggregate` folds every client into `zero` with `accumulate`, then `report`s (`zero`
+must be an identity of `merge`: see `intrinsic_impls.check_merge_identity`)."""
 
 from __future__ import annotations
 
@@ -15,25 +16,12 @@ from fcore.struct import Struct
 from fcore.types import core
 
 
-class _Leaves:
-    """Running leaf-wise values of a struct type, combined with `combine(old, new)`."""
-
-    def __init__(self, type_, combine):
-        self.type_ = type_
-        self.combine = combine
-        self.value = None
-
-    def add(self, member):
-        leaves = impls._leaves(member)
-        self.value = leaves if self.value is None else [
-            self.combine(a, b) for a, b in zip(self.value, leaves)]
-
-
 class Reduction:
     """Sums, minima and maxima: leaf by leaf with `reducer`. With no client, `empty()` gives
     the result (zeros for a sum; min and max of nothing are undefined)."""
 
-    def __init__(self, fn_type, reducer, empty):
+    def __init__(self, fn_type, reducer, empty, name):
+        self.name = name
         self.type_ = fn_type.result.member
         self.types = impls._leaf_types(self.type_)
         self.reducer, self.empty = reducer, empty
@@ -41,13 +29,17 @@ class Reduction:
 
     def add(self, member):
         leaves = [np.asarray(x) for x in impls._leaves(member)]
-        self.totals = leaves if self.totals is None else [
-            self.reducer(a, b) for a, b in zip(self.totals, leaves)]
+        self.totals = leaves if self.totals is None else self._combine(self.totals, leaves)
 
     def merge(self, other):
         if other.totals is not None:
-            self.totals = other.totals if self.totals is None else [
-                self.reducer(a, b) for a, b in zip(self.totals, other.totals)]
+            self.totals = other.totals if self.totals is None else \
+                self._combine(self.totals, other.totals)
+
+    def _combine(self, totals, leaves):
+        for a, b in zip(totals, leaves):
+            impls.same_shapes(self.name, a, b)
+        return [self.reducer(a, b) for a, b in zip(totals, leaves)]
 
     def result(self):
         if self.totals is None:
@@ -67,6 +59,7 @@ class Mean:
         self.type_ = fn_type.result.member
         self.types = impls._leaf_types(self.type_)
         self.weighted = weighted
+        self.name = "federated_weighted_mean" if weighted else "federated_mean"
         self.totals = None
         self._scratch = None
         self.weight = 0.0
@@ -96,6 +89,8 @@ class Mean:
                            for t, x in zip(self.types, leaves)]
             self._scratch = [np.empty_like(total) for total in self.totals]
         else:  # in place: no temporary arrays per client
+            for total, x in zip(self.totals, leaves):
+                impls.same_shapes(self.name, total, x)
             for total, scratch, x in zip(self.totals, self._scratch, leaves):
                 np.multiply(x, weight, out=scratch, casting="unsafe")
                 total += scratch
@@ -107,6 +102,8 @@ class Mean:
             if self.totals is None:  # adopted, copied only if `add` writes to them
                 self.totals, self._scratch = list(other.totals), None
             else:  # np.array: 0-d totals stay arrays that `add` can update in place
+                for a, b in zip(self.totals, other.totals):
+                    impls.same_shapes(self.name, a, b)
                 self.totals = [np.array(a + b) for a, b in zip(self.totals, other.totals)]
             self.weight += other.weight
 
@@ -191,17 +188,18 @@ def start(uri, fn_type, server_argument):
     secure sums: the bound)."""
     argument_type = fn_type.parameter
     if uri == "federated_sum":
-        return Reduction(fn_type, np.add, lambda type_: impls._sum(type_, []))
+        return Reduction(fn_type, np.add, lambda type_: impls._sum(type_, []), uri)
     if uri == "federated_mean":
         return Mean(fn_type, argument_type)
     if uri == "federated_weighted_mean":
         return Mean(fn_type, argument_type, weighted=True)
     if uri == "federated_min":
-        return Reduction(fn_type, np.minimum, _undefined(uri))
+        return Reduction(fn_type, np.minimum, _undefined(uri), uri)
     if uri == "federated_max":
-        return Reduction(fn_type, np.maximum, _undefined(uri))
+        return Reduction(fn_type, np.maximum, _undefined(uri), uri)
     if uri == "federated_aggregate":
-        zero, accumulate, _merge, report = server_argument
+        zero, accumulate, merge, report = server_argument
+        impls.check_merge_identity(zero, merge)
         return Aggregate(fn_type, argument_type, zero, accumulate, report)
     return SecureSum(fn_type, argument_type, server_argument[0],
                      bitwidth=uri == "federated_secure_sum_bitwidth")

@@ -48,10 +48,11 @@ def current() -> ExecutionContext:
 @contextlib.contextmanager
 def execution_context(kind=None, num_clients=None, progress=None, dask=None):
     """Runs the computations called inside the `with` block with executor `kind` ("fast", the
-    default when no kind is given: streaming aggregation; "reference": the plain interpreter) and, where
-    no client-placed argument fixes it, `num_clients` clients. `progress(done, total)`, if
-    given, is called as each client's work in a `federated_map` finishes. `dask=` (a scheduler
-    address or a `distributed.Client`) runs the client work on a Dask cluster.
+    default when no kind is given: streaming aggregation; "reference": the plain
+    interpreter) and, where no client-placed argument fixes it, `num_clients` clients.
+    `progress(done, total)`, if given, is called as each client's work in a `federated_map`
+    finishes. `dask=` (a scheduler address or a `distributed.Client`) runs the client work on
+    a Dask cluster.
 
         with fcore.execution_context(num_clients=3):
             broadcast(2.5)

@@ -26,7 +26,7 @@ import numpy as np
 from fcore.execution import intrinsic_impls as impls
 from fcore.execution.errors import ExecutionError
 from fcore.execution.reference import Environment
-from fcore.execution.streaming import StreamingInterpreter, _is_clients
+from fcore.execution.streaming import StreamingInterpreter, _is_clients, unique_ir
 from fcore.ir import nodes
 from fcore.types import core
 
@@ -479,7 +479,7 @@ def _combine(uri, values, type_):
 def run(computation, argument, num_clients, progress=None, dask=None):
     client = connect(dask)
     interpreter = DistributedInterpreter(client, num_clients, computation.name, progress)
-    function = interpreter.evaluate(computation.ir, Environment())
+    function = interpreter.evaluate(unique_ir(computation), Environment())
     return function(argument)
 
 

@@ -42,10 +42,21 @@ def _zeros(type_):
     return _cast(type_, np.zeros(type_.shape))
 
 
-def _sum(type_, members):
-    return map_structure(
-        lambda t, *xs: _cast(t, functools.reduce(np.add, xs)) if xs else _zeros(t),
-        type_, *members)
+def same_shapes(what, *values):
+    """Raises unless the tensors `values` have one shape: members of a type with unknown
+    dimensions (`float32[?]`) must agree to be summed, averaged or compared, not broadcast."""
+    shapes = {np.shape(v) for v in values}
+    if len(shapes) > 1:
+        found = " and ".join(str(s) for s in sorted(shapes, key=str))
+        raise ExecutionError(f"{what}: expected members of one shape, found shapes {found} "
+                             f"(values of unknown dimensions must agree to be combined).")
+
+
+def _sum(type_, members, what="federated_sum"):
+    def add(t, *xs):
+        same_shapes(what, *xs)
+        return _cast(t, functools.reduce(np.add, xs)) if xs else _zeros(t)
+    return map_structure(add, type_, *members)
 
 
 @_implements("federated_broadcast")  # of an all-equal server value: the value itself
@@ -98,6 +109,7 @@ def _mean(interp, fn_type, value):
 def _accumulate(type_, members, weights=None):
     """The sum of the members (each times its weight, if given), in the wide dtype, one
     member at a time (so that no stacked copy of every client's value is made)."""
+    same_shapes("the mean", *members)
     total = np.zeros(np.shape(members[0]), _wide(type_))
     for index, member in enumerate(members):
         member = np.asarray(member, _wide(type_))
@@ -135,8 +147,10 @@ def _extremum(reducer, name):
         members = interp.members(value, fn_type.parameter)
         if not members:
             raise ExecutionError(f"{name} of zero clients is undefined.")
-        return map_structure(lambda t, *xs: _cast(t, functools.reduce(reducer, xs)),
-                             fn_type.result.member, *members)
+        def reduce(t, *xs):
+            same_shapes(name, *xs)
+            return _cast(t, functools.reduce(reducer, xs))
+        return map_structure(reduce, fn_type.result.member, *members)
     return implementation
 
 
@@ -144,9 +158,37 @@ IMPLEMENTATIONS["federated_min"] = _extremum(np.minimum, "federated_min")
 IMPLEMENTATIONS["federated_max"] = _extremum(np.maximum, "federated_max")
 
 
+def check_merge_identity(zero, merge):
+    """`federated_aggregate`'s contract: `zero` is an identity of `merge`, so that the result
+    does not depend on how clients are split into partial accumulators (executors split
+    them differently). `merge(zero, zero) == zero` is checked on every executor."""
+    merged = merge(Struct([(None, zero), (None, zero)]))
+    pairs = list(zip(_leaves(merged), _leaves(zero)))
+    if len(_leaves(merged)) != len(_leaves(zero)) or not all(
+            _same_value(a, b) for a, b in pairs):
+        raise ExecutionError(f"federated_aggregate: zero must be an identity of merge "
+                             f"(merge(zero, zero) == zero), found merge(zero, zero) = "
+                             f"{_shown(merged)} for zero = {_shown(zero)}.")
+
+
+def _same_value(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        return False
+    if a.dtype.kind in "fc" and b.dtype.kind in "fc":
+        return bool(np.array_equal(a, b, equal_nan=True))
+    return bool(np.array_equal(a, b))
+
+
+def _shown(value):
+    leaves = [np.asarray(leaf).tolist() for leaf in _leaves(value)]
+    return leaves[0] if len(leaves) == 1 else leaves
+
+
 @_implements("federated_aggregate")
 def _aggregate(interp, fn_type, argument):
     value, zero, accumulate, merge, report = argument
+    check_merge_identity(zero, merge)
     members = interp.members(value, fn_type.parameter[0])
 
     def fold(part):
@@ -299,4 +341,4 @@ def _sequence_reduce(interp, fn_type, argument):
 
 @_implements("sequence_sum")
 def _sequence_sum(interp, fn_type, sequence):
-    return _sum(fn_type.result, iterate(sequence, fn_type.parameter.element))
+    return _sum(fn_type.result, iterate(sequence, fn_type.parameter.element), "sequence_sum")

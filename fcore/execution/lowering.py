@@ -162,8 +162,12 @@ class _Plan:
         return function(shared, stacked)
 
     def _text(self):
-        return tuple(str(n) for _, n in self.post) + tuple(str(o) for o in self.operands) + \
-            tuple(self.kept)
+        """What, besides the leaf and the shapes, the compiled loop computes: the client
+        steps after the leaf, each aggregation (intrinsic and type) and operand, and the
+        values kept."""
+        return tuple(str(n) for _, n in self.post) + tuple(
+            (n.function.uri, str(n.function.type_signature), str(o))
+            for (_, n), o in zip(self.aggregates, self.operands)) + tuple(self.kept)
 
 
 def key_shapes(key):

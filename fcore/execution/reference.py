@@ -57,7 +57,26 @@ class Interpreter:
         function = self.evaluate(node.function, env)
         if node.argument is None:
             return function(None)
-        return function(self.evaluate(node.argument, env))
+        argument = self.evaluate(node.argument, env)
+        parameter_type = node.function.type_signature.parameter
+        if node.argument.type_signature != parameter_type:
+            argument = self.coerce(argument, node.argument.type_signature, parameter_type)
+        return function(argument)
+
+    def coerce(self, value, from_type, to_type):
+        """A runtime value of `from_type` as one of `to_type`, which it is assignable to. Only
+        the representation of placed values changes: an all-equal value (one member) given
+        for one that is not (a list of members) becomes the list."""
+        if isinstance(from_type, core.FederatedType) and isinstance(to_type, core.FederatedType):
+            if from_type.all_equal and not to_type.all_equal:
+                if to_type.placement.name == "CLIENTS":
+                    return self.members(value, from_type)
+                return [value]  # `{T}@SERVER`: the server's one member
+            return value
+        if isinstance(from_type, core.StructType) and isinstance(to_type, core.StructType):
+            return Struct([(name, self.coerce(v, f, t)) for (name, t), f, v in
+                           zip(to_type.items(), from_type, value)])
+        return value
 
     def _lambda(self, node, env):
         def closure(argument):

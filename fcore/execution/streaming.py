@@ -9,6 +9,8 @@ values (a FedAvg round keeps one model delta, not one per client)."""
 
 from __future__ import annotations
 
+import collections
+
 from fcore.execution import accumulators, intrinsic_impls as impls
 from fcore.execution.reference import Environment, Interpreter
 from fcore.ir import analysis, nodes
@@ -84,11 +86,27 @@ class StreamingInterpreter(Interpreter):
                 waiting.remove((name, node))
                 progress = True
             if registered_aggregates or materialise:
+                materialise |= self._needed_later(waiting, per_client, values,
+                                                  registered_aggregates, materialise)
                 values.update(self._pass(env, values, per_client, registered_aggregates,
                                          materialise))
             elif not progress:
                 raise RuntimeError(f"streaming executor: cannot schedule {waiting[0][0]}")
         return values[result_name]
+
+    def _needed_later(self, waiting, per_client, values, aggregates, materialise):
+        """The per-client values a pass computes that a later step uses: they are kept, so
+        that each client's work runs once (the same values, even with randomness in it)."""
+        computed = _needed(per_client, [name for _, n in aggregates for name in
+                                        analysis.free_names(_client_part(n)) & set(per_client)]
+                           + sorted(materialise), stop=set(values))
+        later = [node for name, node in waiting if (name, node) not in aggregates]
+        later += [per_client[name] for name in per_client
+                  if name not in computed and name not in values]
+        used = set()
+        for node in later:
+            used |= analysis.free_names(node)
+        return used & computed
 
     def run_leaf(self, leaf, argument):
         # Short sequences given as lists run unrolled, without a tf.data pipeline per call.
@@ -126,7 +144,7 @@ class StreamingInterpreter(Interpreter):
         once = _Once(self, scope)
         roots = [name for _, n in aggregates
                  for name in analysis.free_names(_client_part(n)) & set(per_client)]
-        needed = _needed(per_client, roots + sorted(materialise))
+        needed = _needed(per_client, roots + sorted(materialise), stop=set(values))
         order = [(name, per_client[name]) for name in per_client if name in needed]
         count = self._count(order, once)
         report = self.progress is not None and self.client_index is None and any(
@@ -259,19 +277,40 @@ def _federated_leaves(node):
     return [node] if isinstance(node.type_signature, core.FederatedType) else []
 
 
-def _needed(per_client, roots):
-    """The per-client bindings the roots depend on, transitively."""
+def _needed(per_client, roots, stop=()):
+    """The per-client bindings the roots depend on, transitively (those in `stop`, already
+    computed and kept, are not computed again)."""
     needed, stack = set(), list(roots)
     while stack:
         name = stack.pop()
-        if name in needed or name not in per_client:
+        if name in needed or name not in per_client or name in stop:
             continue
         needed.add(name)
         stack.extend(analysis.free_names(per_client[name]) & set(per_client))
     return needed
 
 
+_UNIQUE_CACHE_SIZE = 64
+_unique: collections.OrderedDict = collections.OrderedDict()  # id(ir) -> (ir, renamed ir)
+
+
+def unique_ir(computation):
+    """The computation's IR with unique binder names (`analysis.uniquify`): streamed blocks
+    keep their locals in one flat scope, where a rebound or shadowed name would otherwise
+    change what another binding sees. Cached for the last few computations run."""
+    ir = computation.ir
+    entry = _unique.get(id(ir))
+    if entry is None or entry[0] is not ir:
+        entry = (ir, analysis.uniquify(ir))
+        _unique[id(ir)] = entry
+        while len(_unique) > _UNIQUE_CACHE_SIZE:
+            _unique.popitem(last=False)
+    else:
+        _unique.move_to_end(id(ir))
+    return entry[1]
+
+
 def run(computation, argument, num_clients, progress=None):
     interpreter = StreamingInterpreter(num_clients, computation.name, progress)
-    function = interpreter.evaluate(computation.ir, Environment())
+    function = interpreter.evaluate(unique_ir(computation), Environment())
     return function(argument)

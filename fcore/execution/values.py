@@ -328,7 +328,7 @@ def _check_dataset(dataset, type_spec, path):
     found = to_type(dataset.element_spec)
     diff = first_difference(type_spec.element, found)
     if diff is not None and _same_kinds(type_spec.element, found):
-        return _cast_dataset(dataset, type_spec.element)
+        return _cast_dataset(dataset, type_spec, path)
     if diff is not None:
         where = f" at {diff[0]}" if diff[0] else ""
         raise _mismatch(type_spec, dataset, path, f"its elements have type {found}; first "
@@ -337,32 +337,54 @@ def _check_dataset(dataset, type_spec, path):
 
 
 def _same_kinds(expected, found):
-    """Same structure and shapes, dtypes differing only in width (int64 for int32)."""
+    """Same structure and shapes, dtypes differing only in width (int64 for int32, float64
+    for float32): integers with integers, floats with floats, complex with complex."""
     if isinstance(expected, core.StructType) and isinstance(found, core.StructType):
         return len(expected) == len(found) and all(
             (a is None or b is None or a == b) and _same_kinds(x, y)
             for (a, x), (b, y) in zip(expected.items(), found.items()))
     if isinstance(expected, core.TensorType) and isinstance(found, core.TensorType):
-        kinds = ("iu", "fc")
+        kinds = ("iu", "f", "c")
         return any(expected.dtype.kind in k and found.dtype.kind in k for k in kinds) and \
             core.TensorType(found.dtype, expected.shape).is_assignable_from(found)
     return False
 
 
-def _cast_dataset(dataset, element_type):
-    """`dataset` with its elements cast to the dtypes of `element_type` (e.g. the int64 of
-    `tf.data.Dataset.range` for an `int32*` parameter)."""
+def _cast_dataset(dataset, type_spec, path):
+    """`dataset` with its elements cast to the dtypes of the sequence type `type_spec` (e.g.
+    the int64 of `tf.data.Dataset.range` for an `int32*` parameter). Each element is checked
+    as it is read: a value the narrower dtype cannot hold (an int out of range, a float that
+    overflows) fails with InvalidArgumentError instead of wrapping around."""
     tf = sys.modules["tensorflow"]
-    dtypes_ = tf.nest.pack_sequence_as(dataset.element_spec, [
-        t.dtype for t in _tensor_types(element_type)])
-    return dataset.map(lambda *x: tf.nest.map_structure(
-        lambda v, d: tf.cast(v, d), x[0] if len(x) == 1 else x, dtypes_))
 
+    def cast(type_, value, where):
+        if isinstance(type_, core.StructType):
+            if isinstance(value, collections.abc.Mapping):
+                return collections.OrderedDict(
+                    (name, cast(t, value[name], _child(where, name, i)))
+                    for i, (name, t) in enumerate(type_.items()))
+            return tuple(cast(t, v, _child(where, None, i))
+                         for i, (t, v) in enumerate(zip(type_, value)))
+        target = tf.as_dtype(type_.dtype)
+        if value.dtype == target:
+            return value
+        converted = tf.cast(value, target)
+        if type_.dtype.kind in "iu":  # no wrap-around: same value back, same sign
+            fits = tf.logical_and(tf.equal(tf.cast(converted, value.dtype), value),
+                                  tf.equal(value < 0, converted < 0))
+        else:  # no overflow to inf
+            fits = tf.equal(tf.math.is_finite(tf.math.real(value)),
+                            tf.math.is_finite(tf.math.real(converted)))
+        message = (f"Expected a value of type {type_spec}{' at ' + path if path else ''}: an "
+                   f"element{' ' + where if where else ''} of the dataset ({value.dtype.name}) "
+                   f"is out of the range of {dtypes.dtype_name(type_.dtype)}")
+        check = tf.debugging.Assert(tf.reduce_all(fits), [message, value])
+        with tf.control_dependencies([check]):
+            return tf.identity(converted)
 
-def _tensor_types(type_):
-    if isinstance(type_, core.StructType):
-        return [leaf for t in type_ for leaf in _tensor_types(t)]
-    return [type_]
+    def convert(*element):
+        return cast(type_spec.element, element[0] if len(element) == 1 else element, "")
+    return dataset.map(convert)
 
 
 # Helpers.

@@ -11,6 +11,8 @@ from fcore.ir import nodes
 from fcore.tracing import value as values
 from fcore.tracing.value import Value
 from fcore.types import core
+from fcore.struct import Struct
+from fcore.types.conversion import value_items
 from fcore.types.placements import CLIENTS, SERVER, to_placement
 
 
@@ -23,9 +25,26 @@ def _apply(uri, *arguments, containers_from=None):
     python_type = None
     if containers_from is not None:
         result = fn_type.result
-        member = core.StructType(result.member.items(), _container_of(containers_from))
+        member = _member_containers(containers_from, result.member)
         python_type = core.FederatedType(member, result.placement, result.all_equal)
     return values.bind(nodes.Call(nodes.Intrinsic(uri, fn_type), argument), python_type)
+
+
+def _member_containers(value, type_):
+    """`type_` (the member type of a zip of `value`) with the Python containers of `value`
+    recorded on its structs, at every level."""
+    if isinstance(value, Value):
+        python_type = value.python_type
+        if isinstance(python_type, core.FederatedType) and python_type.member == type_:
+            return python_type.member
+        return type_
+    items = value_items(value)
+    if items is None or not isinstance(type_, core.StructType) or isinstance(value, Struct):
+        return type_
+    pairs, container = items
+    container = list if isinstance(value, list) else container
+    return core.StructType([(n, _member_containers(v, t)) for (n, t), (_, v) in
+                            zip(type_.items(), pairs)], container)
 
 
 def _container_of(value):
@@ -142,7 +161,6 @@ def federated_zip(value):
     node = _node(value)
     placements = _placements(node.type_signature)
     placement = CLIENTS if placements == {"CLIENTS"} else SERVER
-    from fcore.struct import Struct
     plain = not isinstance(value, (Value, nodes.Node, Struct)) and _container_of(value)
     return _apply(f"federated_zip_at_{placement.uri}", node,
                   containers_from=value if plain else None)

@@ -56,3 +56,72 @@ def lift_calls(locals_, result, uris, fresh):
         out.append((name, lift(value, True)))
     final = lift(result, False)
     return out, final
+
+
+def uniquify(node: nodes.Node) -> nodes.Node:
+    """`node` with every binder (lambda parameter, block local) renamed where needed so that
+    each binds a name used by no other binder and by no free name of `node` (alpha-renaming).
+
+    Scoped evaluation gives the same results before and after; executors that flatten
+    scopes (the fast executor's streamed blocks) rely on it. A program that already has
+    unique names, as tracing makes them, comes back as the same object."""
+    used = set(free_names(node))
+    return _Renamer(used).rename(node, {})
+
+
+class _Renamer:
+    def __init__(self, used):
+        self.used = used
+
+    def binder(self, name):
+        if name not in self.used:
+            self.used.add(name)
+            return name
+        suffix = 1
+        while f"{name}_{suffix}" in self.used:
+            suffix += 1
+        fresh = f"{name}_{suffix}"
+        self.used.add(fresh)
+        return fresh
+
+    def rename(self, node, scope):
+        if isinstance(node, nodes.Reference):
+            new = scope.get(node.name, node.name)
+            return node if new == node.name else nodes.Reference(new, node.type_signature)
+        if isinstance(node, nodes.Lambda):
+            if node.parameter_name is None:
+                body = self.rename(node.body, scope)
+                return node if body is node.body else nodes.Lambda(None, None, body)
+            name = self.binder(node.parameter_name)
+            body = self.rename(node.body, {**scope, node.parameter_name: name})
+            if name == node.parameter_name and body is node.body:
+                return node
+            return nodes.Lambda(name, node.parameter_type, body)
+        if isinstance(node, nodes.Block):
+            locals_, changed = [], False
+            for name, value in node.locals:
+                new_value = self.rename(value, scope)
+                new_name = self.binder(name)
+                scope = {**scope, name: new_name}
+                changed |= new_value is not value or new_name != name
+                locals_.append((new_name, new_value))
+            result = self.rename(node.result, scope)
+            if not changed and result is node.result:
+                return node
+            return nodes.Block(locals_, result)
+        if isinstance(node, nodes.Selection):
+            source = self.rename(node.source, scope)
+            return node if source is node.source else nodes.Selection(
+                source, name=node.name, index=None if node.name is not None else node.index)
+        if isinstance(node, nodes.Struct):
+            elements = [(n, self.rename(e, scope)) for n, e in node.elements]
+            if all(a is b for (_, a), (_, b) in zip(elements, node.elements)):
+                return node
+            return nodes.Struct(elements)
+        if isinstance(node, nodes.Call):
+            function = self.rename(node.function, scope)
+            argument = None if node.argument is None else self.rename(node.argument, scope)
+            if function is node.function and argument is node.argument:
+                return node
+            return nodes.Call(function, argument)
+        return node  # intrinsics, literals, placements, TF leaves: no names

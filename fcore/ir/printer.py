@@ -11,6 +11,7 @@ name -> computation map for parsing the text back.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 
@@ -18,6 +19,17 @@ from fcore.ir import nodes
 from fcore.types import core
 
 _DEFAULT_LITERAL_DTYPES = {"int32", "float32", "bool", "str"}
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_/]*\Z")
+_KEYWORDS = {"let", "in", "true", "false", "inf", "nan", "SERVER", "CLIENTS"}
+
+
+def name_text(name: str) -> str:
+    """`name` as the grammar reads it back: plain, or between backquotes where it is a
+    keyword, a literal, a placement, an intrinsic or not a plain identifier."""
+    from fcore.intrinsics.definitions import INTRINSICS
+    if _PLAIN_NAME.match(name) and name not in _KEYWORDS and name not in INTRINSICS:
+        return name
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
 def to_text(node: nodes.Node, formatted: bool = False) -> str:
@@ -37,14 +49,22 @@ def _leaf_names(node):
     while stack:  # pre-order, so names are assigned in reading order
         current = stack.pop()
         if isinstance(current, nodes.TFLeaf) and current not in names:
-            name, suffix = current.name, 0
+            base = _leaf_base(current.name)
+            name, suffix = base, 0
             while name in used:
                 suffix += 1
-                name = f"{current.name}_{suffix}"
+                name = f"{base}_{suffix}"
             names[current] = name
             used.add(name)
         stack.extend(reversed(current.children()))
     return names
+
+
+def _leaf_base(name):
+    """A leaf's printed name: its own, reduced to letters, digits and `_` (printed leaf
+    names also name files when a computation is saved)."""
+    base = re.sub(r"[^A-Za-z0-9_]", "_", name.encode("ascii", "replace").decode())
+    return base if base and not base[0].isdigit() else f"leaf_{base}"
 
 
 class _Printer:
@@ -57,15 +77,17 @@ class _Printer:
         return method(node, indent)
 
     def _reference(self, node, indent):
-        return node.name
+        return name_text(node.name)
 
     def _selection(self, node, indent):
         source = self.text(node.source, indent)
-        return f"{source}.{node.name}" if node.name is not None else f"{source}[{node.index}]"
+        return f"{source}.{name_text(node.name)}" if node.name is not None else \
+            f"{source}[{node.index}]"
 
     def _struct(self, node, indent):
         return "<" + ",".join(
-            self.text(value, indent) if name is None else f"{name}={self.text(value, indent)}"
+            self.text(value, indent) if name is None else
+            f"{name_text(name)}={self.text(value, indent)}"
             for name, value in node.elements) + ">"
 
     def _call(self, node, indent):
@@ -74,16 +96,16 @@ class _Printer:
 
     def _lambda(self, node, indent):
         parameter = "" if node.parameter_name is None else \
-            f"{node.parameter_name}:{node.parameter_type}"
+            f"{name_text(node.parameter_name)}:{node.parameter_type}"
         return f"({parameter} -> {self.text(node.body, indent)})"
 
     def _block(self, node, indent):
         if not self.formatted:
-            bindings = ",".join(f"{name}={self.text(value, indent)}"
+            bindings = ",".join(f"{name_text(name)}={self.text(value, indent)}"
                                 for name, value in node.locals)
             return f"(let {bindings} in {self.text(node.result, indent)})"
         pad = " " * (indent + 2)
-        bindings = ",\n".join(f"{pad}{name}={self.text(value, indent + 2)}"
+        bindings = ",\n".join(f"{pad}{name_text(name)}={self.text(value, indent + 2)}"
                               for name, value in node.locals)
         return (f"(let\n{bindings}\n{' ' * indent}in "
                 f"{self.text(node.result, indent)})")

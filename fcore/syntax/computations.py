@@ -7,6 +7,7 @@ IR nodes. Every failure, syntactic or a type error, reports line, column and a c
 from __future__ import annotations
 
 import json
+import re
 
 from fcore.intrinsics import definitions
 from fcore.ir import nodes
@@ -81,19 +82,20 @@ class _Builder:
             raise _at(self.text, tree, str(e).strip("'\""), TypeParseError) from None
 
     def _name(self, tree, scope):
-        name = str(tree.children[0])
+        name, quoted = ident(tree.children[0]), _quoted(tree.children[0])
         if name in scope:
             return nodes.Reference(name, scope[name])
-        if name in ("SERVER", "CLIENTS"):
+        if name in ("SERVER", "CLIENTS") and not quoted:
             return nodes.Placement(placements.from_name(name))
-        if name in definitions.INTRINSICS:
+        if name in definitions.INTRINSICS and not quoted:
             raise TypeError(f"the intrinsic {name} must be called with its argument here")
         bound = ", ".join(sorted(scope)) or "none"
         raise NameError(f"the name {name!r} is not bound here (names in scope: {bound})")
 
     def _call(self, tree, scope):
         function, argument = tree.children
-        if function.data == "name" and str(function.children[0]) not in scope and \
+        if function.data == "name" and not _quoted(function.children[0]) and \
+                str(function.children[0]) not in scope and \
                 str(function.children[0]) in definitions.INTRINSICS:
             uri = str(function.children[0])
             if argument is None:
@@ -105,7 +107,8 @@ class _Builder:
         return nodes.Call(function, None if argument is None else self.build(argument, scope))
 
     def _select_name(self, tree, scope):
-        return nodes.Selection(self.build(tree.children[0], scope), name=str(tree.children[1]))
+        return nodes.Selection(self.build(tree.children[0], scope),
+                               name=ident(tree.children[1]))
 
     def _select_index(self, tree, scope):
         return nodes.Selection(self.build(tree.children[0], scope),
@@ -113,9 +116,9 @@ class _Builder:
 
     def _lambda(self, tree, scope):
         name, type_, body = tree.children
-        inner = scope if name is None else {**scope, str(name): type_}
-        return nodes.Lambda(None if name is None else str(name), type_,
-                            self.build(body, inner))
+        name = None if name is None else ident(name)
+        inner = scope if name is None else {**scope, name: type_}
+        return nodes.Lambda(name, type_, self.build(body, inner))
 
     def _block(self, tree, scope):
         *bindings, result = tree.children
@@ -123,8 +126,8 @@ class _Builder:
         for binding in bindings:
             name, value = binding.children
             node = self.build(value, scope)
-            scope = {**scope, str(name): node.type_signature}
-            locals_.append((str(name), node))
+            scope = {**scope, ident(name): node.type_signature}
+            locals_.append((ident(name), node))
         return nodes.Block(locals_, self.build(result, scope))
 
     def _struct(self, tree, scope):
@@ -133,14 +136,14 @@ class _Builder:
         elements = []
         for element in tree.children:
             if element.data == "named_element":
-                elements.append((str(element.children[0]),
+                elements.append((ident(element.children[0]),
                                  self.build(element.children[1], scope)))
             else:
                 elements.append((None, self.build(element.children[0], scope)))
         return nodes.Struct(elements)
 
     def _leaf(self, tree, scope):
-        name = str(tree.children[0])
+        name = ident(tree.children[0])
         if name not in self.env:
             known = ", ".join(sorted(self.env)) or "none"
             raise NameError(f"@{name} is not in env (env names: {known}); pass "
@@ -150,6 +153,17 @@ class _Builder:
     def _literal(self, tree, scope):
         value, type_ = tree.children
         return nodes.Literal(_value(value), type_)
+
+
+def ident(token) -> str:
+    """The name a name token stands for: a plain identifier, or a quoted one unescaped."""
+    if not _quoted(token):
+        return str(token)
+    return re.sub(r"\\(.)", r"\1", str(token)[1:-1])
+
+
+def _quoted(token):
+    return getattr(token, "type", None) == "QUOTED_NAME"
 
 
 def _value(tree):

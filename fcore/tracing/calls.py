@@ -76,3 +76,27 @@ def _fit_struct(node, parameter_type):
         return nodes.Struct([(p_name, el) for (p_name, _), (_, el) in
                              zip(parameter_type.items(), node.elements)])
     return node
+
+
+def call_unpacked(fn, pairs, what=None):
+    """Calls the Python function `fn` with the elements of a struct, as TFF unpacks a struct
+    argument: unnamed elements by position, named ones by name (as keyword arguments), so
+    `<v=y,w=x>` given to `def f(w, v)` binds `w=x`. `pairs` are `(name or None, value)`."""
+    import inspect
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        parameters = None
+    if parameters is not None and not any(p.kind == p.VAR_KEYWORD
+                                          for p in parameters.values()):
+        accepted = [n for n, p in parameters.items()
+                    if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        unknown = [n for n, _ in pairs if n is not None and n not in accepted]
+        if unknown:
+            shown = what or getattr(fn, "__name__", "the function")
+            raise TypeError(f"{shown} has no parameter named {unknown[0]!r} (its parameters: "
+                            f"{', '.join(parameters) or 'none'}); the elements of a named "
+                            f"struct argument are passed by name.")
+    args = [v for n, v in pairs if n is None]
+    kwargs = {n: v for n, v in pairs if n is not None}
+    return fn(*args, **kwargs)

@@ -11,7 +11,8 @@ from fcore.ir import nodes, printer
 from fcore.tracing import calls, context
 from fcore.tracing.value import Value, to_node
 from fcore.types import core, dtypes
-from fcore.types.conversion import to_type
+from fcore.struct import Struct
+from fcore.types.conversion import to_type, value_items
 from fcore.types.errors import TypeMismatchError
 
 _TRACE_ERRORS = (TypeError, ValueError, AttributeError, IndexError, KeyError, NameError)
@@ -34,8 +35,22 @@ class Computation:
     def __call__(self, *args, **kwargs):
         if context.current() is not None or _has_values(args, kwargs):
             return calls.call(self.ir, args, kwargs, self.name, self.type_signature.result)
+        if self.outer_names():
+            raise TypeError(f"{self.name} was defined inside another federated computation "
+                            f"and uses its names ({', '.join(sorted(self.outer_names()))}): it "
+                            f"can only be called while that computation is traced.")
         from fcore.execution import runner
         return runner.call(self, args, kwargs)
+
+    def outer_names(self) -> frozenset:
+        """The names of an enclosing computation this one refers to: a computation defined
+        inside another (a function given to `sequence_reduce` that uses an outer parameter)
+        exists only as part of it. Empty for a computation of its own."""
+        names = getattr(self, "_outer_names", None)
+        if names is None:
+            from fcore.ir.analysis import free_names
+            names = self._outer_names = frozenset(free_names(self.ir))
+        return names
 
     def leaves(self) -> dict:
         """`{name: TF computation}` for the `@name` leaves in `str(self)`."""
@@ -216,33 +231,33 @@ def trace_lambda(fn, parameter_type):
     names, so it is not a computation of its own."""
     name = _display_name(fn, "lambda")
     try:
-        return _trace_federated(fn, parameter_type, name, nested=True)[0]
+        return _trace_federated(fn, parameter_type, name)[0]
     except _TRACE_ERRORS as e:
         _annotate(e, "federated", name, fn)
         raise
 
 
-def _trace_federated(fn, parameter_type, name, nested=False):
+def _trace_federated(fn, parameter_type, name):
     names = _python_parameter_names(fn)
     spread = isinstance(parameter_type, core.StructType) and len(names) == len(
         parameter_type) and len(names) != 1
-    # A `nested` function sees the names of the trace around it (it may refer to them), so
-    # its parameter and locals must not shadow them.
-    outer = context.current() if nested else None
-    taken = set(outer.reserved) if outer is not None else set()
+    # A function traced inside another trace (a nested computation, or a function given to
+    # an intrinsic) may refer to the outer names: it draws its names from the same pool, so
+    # its parameter and locals never shadow them.
+    trace = context.TraceContext(parent=context.current())
     if parameter_type is None:
         parameter_name = None
     elif spread or not names:
-        parameter_name = _unshadowed("arg", taken)
+        parameter_name = trace.unique("arg")
     else:
-        parameter_name = _unshadowed(names[0], taken)
-    trace = context.TraceContext(reserved={parameter_name} | set(names) | taken)
+        parameter_name = trace.unique(names[0])
     with context.tracing(trace):
         if parameter_type is None:
             result = fn()
         else:
             parameter = Value(nodes.Reference(parameter_name, parameter_type))
-            result = fn(*parameter) if spread else fn(parameter)
+            result = _call_unpacked(fn, parameter, parameter_type) if spread else \
+                fn(parameter)
         body = to_node(result)
     result_type = _with_containers(result, body.type_signature)
     bindings = list(trace.bindings)
@@ -253,33 +268,25 @@ def _trace_federated(fn, parameter_type, name, nested=False):
     return nodes.Lambda(parameter_name, parameter_type, body), result_type
 
 
-def _unshadowed(name, taken):
-    candidate, suffix = name, 0
-    while candidate in taken:
-        suffix += 1
-        candidate = f"{name}_{suffix}"
-    return candidate
+def _call_unpacked(fn, parameter, parameter_type):
+    pairs = [(name, parameter[index if name is None else name])
+             for index, name in enumerate(parameter_type.names())]
+    return calls.call_unpacked(fn, pairs)
 
 
 def _with_containers(result, type_):
     """`type_` with the Python containers of the traced `result` recorded on its structs, so
     calls return tuples, OrderedDicts and namedtuples as the function did."""
-    import collections
     if isinstance(result, Value) and result.python_type is not None:
         return result.python_type
-    if not isinstance(type_, core.StructType):
+    items = value_items(result)
+    if not isinstance(type_, core.StructType) or items is None or \
+            isinstance(result, Struct):
         return type_
-    if isinstance(result, collections.abc.Mapping):
-        keys = list(result) if isinstance(result, collections.OrderedDict) else sorted(result)
-        return core.StructType([(k, _with_containers(result[k], t))
-                                for k, t in zip(keys, type_)], collections.OrderedDict)
-    if isinstance(result, tuple) and hasattr(type(result), "_fields"):
-        return core.StructType([(n, _with_containers(v, t)) for (n, t), v in
-                                zip(type_.items(), result)], type(result))
-    if isinstance(result, (list, tuple)):
-        return core.StructType([(n, _with_containers(v, t)) for (n, t), v in
-                                zip(type_.items(), result)], type(result))
-    return type_
+    pairs, container = items
+    container = list if isinstance(result, list) else container
+    return core.StructType([(n, _with_containers(v, t)) for (n, t), (_, v) in
+                            zip(type_.items(), pairs)], container)
 
 
 def _annotate(error, kind, name, fn):

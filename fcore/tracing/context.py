@@ -14,19 +14,46 @@ _state = threading.local()
 _FCORE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+class _Names:
+    """The names a whole traced computation uses, nested traces included: every parameter
+    and local that tracing creates is unique in it, so a nested computation that refers to
+    an outer name can never capture one of its own (hygiene)."""
+
+    def __init__(self):
+        self.taken: set[str] = set()
+        self.counter = 0
+
+
 class TraceContext:
-    def __init__(self, reserved=()):
+    """One function being traced. `parent` is the trace around it (a nested computation or
+    a function given to an intrinsic): they share one pool of names."""
+
+    def __init__(self, parent: TraceContext | None = None):
         self.bindings: list[tuple[str, nodes.Node]] = []
-        self.reserved = set(reserved)
+        self.parent = parent
+        self._names = parent._names if parent is not None else _Names()
         self.selections = {}  # (federated struct node, name, index) -> the mapped Value
-        self._counter = 0
+
+    @property
+    def reserved(self):
+        return self._names.taken
+
+    def unique(self, name):
+        """`name`, or `name_1`, `name_2`, ... : the first not yet used in the computation."""
+        candidate, suffix = name, 0
+        while candidate in self._names.taken:
+            suffix += 1
+            candidate = f"{name}_{suffix}"
+        self._names.taken.add(candidate)
+        return candidate
 
     def fresh_name(self, prefix="_var"):
+        names = self._names
         while True:
-            self._counter += 1
-            name = f"{prefix}{self._counter}"
-            if name not in self.reserved:
-                self.reserved.add(name)
+            names.counter += 1
+            name = f"{prefix}{names.counter}"
+            if name not in names.taken:
+                names.taken.add(name)
                 return name
 
     def bind(self, node: nodes.Node) -> nodes.Reference:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import collections.abc
 import sys
 
-
-from fcore.struct import Struct
 from fcore.types import core
-from fcore.types.conversion import constant_type
+from fcore.types.conversion import constant_type, value_items
 
 
 def infer_type(value):
@@ -30,17 +27,9 @@ def infer_type(value):
     constant = constant_type(value)
     if constant is not None:
         return constant
-    if isinstance(value, Struct):
-        return core.StructType([(n, infer_type(v)) for n, v in value.items()])
-    if isinstance(value, collections.OrderedDict):
-        return core.StructType([(k, infer_type(v)) for k, v in value.items()], type(value))
-    if isinstance(value, collections.abc.Mapping):
-        return core.StructType([(k, infer_type(value[k])) for k in sorted(value)],
-                               collections.OrderedDict)
-    if isinstance(value, tuple) and hasattr(type(value), "_fields"):
-        return core.StructType([(k, infer_type(v)) for k, v in zip(value._fields, value)],
-                               type(value))
-    if isinstance(value, (list, tuple)):
-        return core.StructType([(None, infer_type(v)) for v in value], tuple)
+    items = value_items(value)
+    if items is not None:
+        pairs, container = items
+        return core.StructType([(n, infer_type(v)) for n, v in pairs], container)
     raise TypeError(f"Cannot infer an fcore type for {value!r} (Python type "
                     f"{type(value).__name__}); decorate the computation with types.")

@@ -10,6 +10,7 @@ import numpy as np
 
 from fcore.struct import Struct
 from fcore.types import core
+from fcore.types.conversion import value_items
 
 
 class TFFunction:
@@ -178,7 +179,10 @@ def _call_python(fn, parameter_type, argument):
     if parameter_type is None:
         return fn()
     if isinstance(parameter_type, core.StructType) and _spreads(fn, len(parameter_type)):
-        return fn(*argument)
+        from fcore.tracing.calls import call_unpacked
+        elements = argument.values() if isinstance(argument, collections.abc.Mapping) else \
+            argument
+        return call_unpacked(fn, list(zip(parameter_type.names(), elements)))
     return fn(argument)
 
 
@@ -261,8 +265,21 @@ def _materialized(value, type_):
     count = int(value.cardinality())
     if count < 0 or count > MAX_UNROLL:  # unknown, infinite or long
         return value
-    return [_unflatten(type_.element, tf.nest.flatten(element), for_python=False)
+    return [_unflatten(type_.element, _nest_leaves(type_.element, element), for_python=False)
             for element in value.as_numpy_iterator()]
+
+
+def _nest_leaves(type_, element):
+    """The tensors of a dataset element in the order of `type_`. (`tf.nest.flatten` orders
+    a dict's keys by sorting them, which is not the type's order when the keys are not
+    sorted.)"""
+    if not isinstance(type_, core.StructType):
+        return [element]
+    if isinstance(element, collections.abc.Mapping):
+        parts = [element[name] for name in type_.names()]
+    else:
+        parts = list(element)
+    return [leaf for t, part in zip(type_, parts) for leaf in _nest_leaves(t, part)]
 
 
 def _unrolled_input(value, type_):
@@ -306,6 +323,9 @@ def _to_tensors(result, tf):
         return type(result)((k, _to_tensors(v, tf)) for k, v in result.items()) \
             if not isinstance(result, collections.defaultdict) else \
             {k: _to_tensors(v, tf) for k, v in result.items()}
+    items = value_items(result)
+    if items is not None and not isinstance(result, (list, tuple)):  # attrs, dataclasses
+        return type(result)(**{k: _to_tensors(v, tf) for k, v in items[0]})
     if isinstance(result, tuple) and hasattr(type(result), "_fields"):
         return type(result)(*[_to_tensors(v, tf) for v in result])
     if isinstance(result, (list, tuple)):
@@ -327,14 +347,10 @@ def _to_type(spec):
 
 
 def _flatten_output(result):
-    if isinstance(result, collections.abc.Mapping) and not isinstance(
-            result, collections.OrderedDict):
-        return [leaf for k in sorted(result) for leaf in _flatten_output(result[k])]
-    if isinstance(result, collections.abc.Mapping):
-        return [leaf for v in result.values() for leaf in _flatten_output(v)]
-    if isinstance(result, (Struct, list, tuple)):
-        return [leaf for v in result for leaf in _flatten_output(v)]
-    return [result]
+    items = value_items(result)
+    if items is None:
+        return [result]
+    return [leaf for _, v in items[0] for leaf in _flatten_output(v)]
 
 
 def _to_tf_input(value, type_):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import collections.abc
-
 import numpy as np
 
 from fcore.ir import nodes
 from fcore.tracing import context
 from fcore.types import core
+from fcore.types.conversion import value_items
 
 _MOVE_TO_TF = ("{what} is not allowed on {value} inside a federated_computation: federated "
                "computations only orchestrate. Move this code into an @fcore.tf_computation "
@@ -168,17 +167,9 @@ def to_node(value, type_hint=None) -> nodes.Node:
     from fcore.types.placements import PlacementLiteral
     if isinstance(value, PlacementLiteral):
         return nodes.Placement(value)
-    from fcore.struct import Struct
-    if isinstance(value, Struct):
-        return nodes.Struct([(n, to_node(v)) for n, v in value.items()])
-    if isinstance(value, collections.abc.Mapping):
-        items = value.items() if isinstance(value, collections.OrderedDict) else \
-            sorted(value.items())
-        return nodes.Struct([(str(k), to_node(v)) for k, v in items])
-    if isinstance(value, tuple) and hasattr(type(value), "_fields"):
-        return nodes.Struct([(k, to_node(v)) for k, v in zip(value._fields, value)])
-    if isinstance(value, (list, tuple)):
-        return nodes.Struct([(None, to_node(v)) for v in value])
+    items = value_items(value)
+    if items is not None:
+        return nodes.Struct([(None if n is None else str(n), to_node(v)) for n, v in items[0]])
     if callable(value) and not isinstance(value, (np.ndarray, np.generic)):
         raise TypeError(f"Cannot use the Python function {getattr(value, '__name__', value)} "
                         f"as a value here; decorate it with @fcore.tf_computation or "

@@ -81,6 +81,29 @@ def struct_items(spec):
                     f"found {spec!r}.")
 
 
+def value_items(value):
+    """The elements of a Python container used as a struct value, and the container to
+    give results back in: `(((name or None, element), ...), container)`, or `None` when
+    `value` is not a container. A dict's keys are sorted unless it is ordered (an
+    `OrderedDict`); namedtuples, attrs classes and dataclasses give their fields in order;
+    lists and tuples are unnamed. (TF tensors and NumPy arrays are not containers.)"""
+    from fcore.struct import Struct
+    if isinstance(value, Struct):
+        return tuple(value.items()), None
+    if isinstance(value, collections.abc.Mapping):
+        keys = list(value) if isinstance(value, collections.OrderedDict) else sorted(value)
+        container = collections.OrderedDict if type(value) is dict else type(value)
+        return tuple((k, value[k]) for k in keys), container
+    if _is_namedtuple(value):
+        return tuple(zip(value._fields, value)), type(value)
+    fields = _attrs_or_dataclass_fields(value)
+    if fields is not None:
+        return tuple((name, getattr(value, name)) for name in fields), type(value)
+    if isinstance(value, (list, tuple)):
+        return tuple((None, v) for v in value), tuple
+    return None
+
+
 def _element(item):
     # A pair ('name', spec) is a named element; anything else is an unnamed one.
     if isinstance(item, tuple) and len(item) == 2 and (isinstance(item[0], str) or
