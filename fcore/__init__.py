@@ -4,9 +4,10 @@ The public API is curated here; the implementation lives in the subpackages. Imp
 does not import TensorFlow: that happens when a `tf_computation` is traced or run.
 """
 
+from fcore import context_stack
 from fcore.execution.context import execution_context
 from fcore.execution.errors import CardinalityError, ExecutionError
-from fcore.intrinsics.api import (federated_aggregate, federated_average, federated_broadcast,
+from fcore.tracing.intrinsics import (federated_aggregate, federated_average, federated_broadcast,
                                   federated_eval, federated_map, federated_max, federated_mean,
                                   federated_min, federated_secure_sum,
                                   federated_secure_sum_bitwidth, federated_sum, federated_value,
@@ -28,7 +29,8 @@ __all__ = [
     "ExecutionError", "FederatedType", "FunctionType", "IterativeProcess", "PlacementLiteral",
     "PlacementType", "PolymorphicComputation", "SERVER", "SequenceType", "SerializationError",
     "Struct", "StructType", "TensorType", "Type", "TypeMismatchError", "TypeParseError", "Value",
-    "execution_context", "federated_aggregate", "federated_average", "federated_broadcast",
+    "context_stack", "execution_context", "federated_aggregate", "federated_average",
+    "federated_broadcast",
     "federated_computation", "federated_eval", "federated_map", "federated_max",
     "federated_mean", "federated_min", "federated_secure_sum", "federated_secure_sum_bitwidth",
     "federated_sum", "federated_value", "federated_zip", "load", "parse_computation",

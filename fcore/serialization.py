@@ -37,7 +37,7 @@ def save(computation, path):
 
 def to_bytes(computation) -> bytes:
     """The saved form of `computation`, as bytes."""
-    from fcore.tracing.computation import Computation
+    from fcore.computation import Computation
     if not isinstance(computation, Computation):
         kind = "a polymorphic computation: call it or give it parameter types first" \
             if hasattr(computation, "instantiate") else type(computation).__name__

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import collections
 import collections.abc
+import dataclasses
+import sys
 
 import numpy as np
 
@@ -136,3 +138,61 @@ def _values_equal(a, b):
         a, b = np.asarray(a), np.asarray(b)
         return a.shape == b.shape and bool(np.all(a == b))
     return bool(a == b)
+
+
+# Python containers --------------------------------------------------------------------------
+
+def container_fields(value):
+    """The field names of an attrs or dataclass instance, else None."""
+    if isinstance(value, type):
+        return None
+    if dataclasses.is_dataclass(value):
+        return [f.name for f in dataclasses.fields(value)]
+    attr = sys.modules.get("attr")
+    if attr is not None and attr.has(type(value)):
+        return [f.name for f in attr.fields(type(value))]
+    return None
+
+
+def is_namedtuple(value) -> bool:
+    return isinstance(value, tuple) and hasattr(type(value), "_fields")
+
+
+def python_items(value):
+    """The elements of a Python container used as a struct value, and the container to
+    give results back in: `(((name or None, element), ...), container)`, or `None` when
+    `value` is not a container. A dict's keys are sorted unless it is ordered (an
+    `OrderedDict`); namedtuples, attrs classes and dataclasses give their fields in order;
+    lists and tuples are unnamed. (TF tensors and NumPy arrays are not containers.)"""
+    if isinstance(value, Struct):
+        return tuple(value.items()), None
+    if isinstance(value, collections.abc.Mapping):
+        keys = list(value) if isinstance(value, collections.OrderedDict) else sorted(value)
+        container = collections.OrderedDict if type(value) is dict else type(value)
+        return tuple((k, value[k]) for k in keys), container
+    if is_namedtuple(value):
+        return tuple(zip(value._fields, value)), type(value)
+    fields = container_fields(value)
+    if fields is not None:
+        return tuple((name, getattr(value, name)) for name in fields), type(value)
+    if isinstance(value, (list, tuple)):
+        return tuple((None, v) for v in value), tuple
+    return None
+
+
+def pack(container, pairs):
+    """The Python value of a struct: `pairs` of (name or None, element) in `container` (as
+    `python_items` gives it; `None` gives an `fcore.Struct`). Plain dicts come back as
+    OrderedDicts, in the struct's order."""
+    pairs = list(pairs)
+    values = [v for _, v in pairs]
+    if container is None:
+        return Struct(pairs)
+    if container in (tuple, list):
+        return container(values)
+    if isinstance(container, type) and issubclass(container, collections.abc.Mapping):
+        ordered = collections.OrderedDict(pairs)
+        return ordered if container in (dict, collections.OrderedDict) else container(ordered)
+    if isinstance(container, type) and issubclass(container, tuple):  # a namedtuple
+        return container(*values)
+    return container(**dict(pairs))  # attrs or dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fcore.tracing.computation import Computation
+from fcore.computation import Computation
 from fcore.types import core
 
 

@@ -17,7 +17,6 @@ import dataclasses
 import warnings
 
 import fcore
-from fcore.tracing import context as trace_context
 from learning import optimizers, training
 from learning.models import Model, TrainableModel
 from learning.weights import ModelWeights, pack
@@ -48,13 +47,13 @@ class FederatedAveragingNext(fcore.Computation):
     def __init__(self, computation, with_report):
         super().__init__(computation.ir, computation.name, computation.type_signature.result)
         self._with_report = with_report
+        with_report.shown_as = self  # argument errors name `next` and show its signature
         self.last_report = None
 
     def __call__(self, *args, **kwargs):
-        if trace_context.current() is not None or any(isinstance(a, fcore.Value) for a in args):
+        if fcore.context_stack.current().is_tracing:
             return super().__call__(*args, **kwargs)
-        from fcore.execution import runner
-        state, metrics, report = runner.call(self._with_report, args, kwargs, shown=self)
+        state, metrics, report = self._with_report(*args, **kwargs)
         clients, empty, non_finite = (int(report[name]) for name in RoundReport.FIELDS)
         self.last_report = RoundReport(clients, empty, non_finite)
         if empty or non_finite:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fcore import structure
 from fcore.execution import intrinsic_impls as impls
 from fcore.execution.errors import ExecutionError
 from fcore.struct import Struct
@@ -23,12 +24,12 @@ class Reduction:
     def __init__(self, fn_type, reducer, empty, name):
         self.name = name
         self.type_ = fn_type.result.member
-        self.types = impls._leaf_types(self.type_)
+        self.types = structure.leaf_types(self.type_)
         self.reducer, self.empty = reducer, empty
         self.totals = None
 
     def add(self, member):
-        leaves = [np.asarray(x) for x in impls._leaves(member)]
+        leaves = [np.asarray(x) for x in structure.leaves(member)]
         self.totals = leaves if self.totals is None else self._combine(self.totals, leaves)
 
     def merge(self, other):
@@ -44,7 +45,7 @@ class Reduction:
     def result(self):
         if self.totals is None:
             return self.empty(self.type_)
-        return impls._rebuild(self.type_, [impls._cast(t, v)
+        return structure.rebuild(self.type_, [impls._cast(t, v)
                                            for t, v in zip(self.types, self.totals)])
 
 
@@ -57,7 +58,7 @@ def _undefined(name):
 class Mean:
     def __init__(self, fn_type, argument_type, weighted=False):
         self.type_ = fn_type.result.member
-        self.types = impls._leaf_types(self.type_)
+        self.types = structure.leaf_types(self.type_)
         self.weighted = weighted
         self.name = "federated_weighted_mean" if weighted else "federated_mean"
         self.totals = None
@@ -78,7 +79,7 @@ class Mean:
                 return  # as the reference: a member of weight zero is left out
         else:
             weight = 1.0
-        leaves = impls._leaves(member)
+        leaves = structure.leaves(member)
         if self.totals is not None and self._scratch is None:  # adopted by `merge`: own them
             self.totals = [np.array(t) for t in self.totals]
             self._scratch = [np.empty_like(t) for t in self.totals]
@@ -109,10 +110,10 @@ class Mean:
 
     def result(self):
         if self.totals is None:
-            return impls._rebuild(self.type_, [impls._cast(t, np.full(t.shape, np.nan))
+            return structure.rebuild(self.type_, [impls._cast(t, np.full(t.shape, np.nan))
                                                for t in self.types])
         with np.errstate(invalid="ignore", divide="ignore"):
-            return impls._rebuild(self.type_, [_divided(t, v, self.weight)
+            return structure.rebuild(self.type_, [_divided(t, v, self.weight)
                                                for t, v in zip(self.types, self.totals)])
 
 
@@ -144,7 +145,7 @@ class SecureSum:
 
     def __init__(self, fn_type, argument_type, bound, bitwidth):
         self.type_ = fn_type.result.member
-        self.types = impls._leaf_types(self.type_)
+        self.types = structure.leaf_types(self.type_)
         limits = impls._bounds(bound, fn_type.parameter[1], len(self.types))
         self.limits = [2 ** b - 1 for b in limits] if bitwidth else limits
         self.bitwidth = bitwidth
@@ -154,7 +155,7 @@ class SecureSum:
         self.what = "federated_secure_sum_bitwidth" if bitwidth else "federated_secure_sum"
 
     def add(self, member):
-        for position, (limit, leaf) in enumerate(zip(self.limits, impls._leaves(member))):
+        for position, (limit, leaf) in enumerate(zip(self.limits, structure.leaves(member))):
             values = np.array(np.asarray(leaf).tolist(), dtype=object)
             if np.any(values < 0) or np.any(values > limit):
                 raise ExecutionError(f"{self.what}: the value {values.tolist()} of client "
@@ -174,7 +175,7 @@ class SecureSum:
             total = np.asarray(total, dtype=object) % modulus if self.count else \
                 np.zeros(leaf_type.shape or (), dtype=object)
             sums.append(impls.exact_sum(leaf_type, total, self.what))
-        return impls._rebuild(self.type_, sums)
+        return structure.rebuild(self.type_, sums)
 
 
 STREAMING = ("federated_sum", "federated_mean", "federated_weighted_mean", "federated_min",

@@ -23,10 +23,12 @@ import weakref
 
 import numpy as np
 
+from fcore import structure
 from fcore.execution import intrinsic_impls as impls
 from fcore.execution.errors import ExecutionError
-from fcore.execution.reference import Environment
-from fcore.execution.streaming import StreamingInterpreter, _is_clients, unique_ir
+from fcore.execution.cache import LRU
+from fcore.execution.context import register_executor
+from fcore.execution.streaming import StreamingInterpreter
 from fcore.ir import nodes
 from fcore.types import core
 
@@ -237,7 +239,7 @@ class _ClientProgram:
         argument = nodes.Reference("_in", parameter)
         bindings = [(name, nodes.Selection(argument, name=name)) for name, _ in self.inputs]
         body = nodes.Block(bindings + locals_, nodes.Struct([(None, o) for o in outputs]))
-        from fcore.tracing.computation import Computation
+        from fcore.computation import Computation
         self.computation = Computation(nodes.Lambda("_in", parameter, body), "client_program")
         self.has_tf_work = bool(self.computation.leaves())
         lengths = _sequence_lengths(self.client_inputs)
@@ -268,15 +270,16 @@ class _ClientProgram:
             if isinstance(node, (nodes.TFLeaf, nodes.Lambda)) and not free:
                 return node
             raise _Unsupported()  # a function value from the server side cannot travel
-        if not free and not _has_federated(node.type_signature):
+        if not free and not structure.contains(node.type_signature, structure.is_federated):
             return node  # a closed constant travels in the program text
         type_ = node.type_signature
-        if _has_federated(type_) and not isinstance(type_, core.FederatedType):
+        if structure.contains(type_, structure.is_federated) and \
+                not isinstance(type_, core.FederatedType):
             raise _Unsupported()
         name = f"_i{len(self.inputs)}"
         self.inputs.append((name, type_))
         value = self._once(node)
-        if isinstance(type_, core.FederatedType) and _is_clients(type_):
+        if isinstance(type_, core.FederatedType) and structure.is_client_list(type_):
             self.client_inputs[name] = (value, type_)
         else:
             self.shared_inputs[name] = value
@@ -302,7 +305,7 @@ def _merge_weight(uri, argument):
         counted.type_signature)), counted)
 
 
-_programs: dict = {}  # program text and leaves -> (saved bytes, digest), per process
+_programs = LRU(32)  # program text, leaves and lengths -> (saved bytes, digest), per process
 
 
 def _sequence_lengths(client_inputs):
@@ -314,7 +317,7 @@ def _sequence_lengths(client_inputs):
             if isinstance(value, list):
                 lengths.add(len(value))
         elif isinstance(type_, core.FederatedType):
-            members = value if _is_clients(type_) else [value]
+            members = value if structure.is_client_list(type_) else [value]
             for member in members:
                 walk(member, type_.member)
         elif isinstance(type_, core.StructType):
@@ -323,26 +326,6 @@ def _sequence_lengths(client_inputs):
     for value, type_ in client_inputs.values():
         walk(value, type_)
     return lengths
-
-
-def _member_type(type_):
-    if isinstance(type_, core.FederatedType):
-        return type_.member
-    if isinstance(type_, core.StructType):
-        return core.StructType([(n, _member_type(t)) for n, t in type_.items()])
-    return type_
-
-
-def _has_client_list(type_):
-    if isinstance(type_, core.FederatedType):
-        return _is_clients(type_)
-    return isinstance(type_, core.StructType) and any(_has_client_list(t) for t in type_)
-
-
-def _has_federated(type_):
-    if isinstance(type_, core.FederatedType):
-        return True
-    return isinstance(type_, core.StructType) and any(_has_federated(t) for t in type_)
 
 
 def _client_operand(node):
@@ -360,7 +343,7 @@ MAX_PLACED_CHUNKS = 1024  # older chunks are released (a sampled population keep
 def _scatter_program(client, program, fresh=False):
     """The program's bytes on every worker (once per client); `fresh` places them again (a
     worker that held the only copy may have died)."""
-    placed = _placed_programs.setdefault(client, {})
+    placed = _placed_programs.setdefault(client, LRU(32))
     if fresh or program.digest not in placed:
         placed[program.digest] = client.scatter(program.data, broadcast=True, hash=False)
     return placed[program.digest]
@@ -406,7 +389,7 @@ def _fingerprint(value):
 
 # On the workers ------------------------------------------------------------------------------
 
-_worker_programs: dict = {}  # digest -> loaded computation, per worker process
+_worker_programs = LRU(32)  # digest -> loaded computation, per worker process
 
 
 def run_chunk(digest, program_data, shared, chunk, size):
@@ -450,37 +433,40 @@ def _merge(partials, aggregates, materialise, program, count):
 
 def _weighted(means, weights, type_):
     kept = [(m, w) for m, w in zip(means, weights) if w != 0]
-    leaf_types = impls._leaf_types(type_)
+    leaf_types = structure.leaf_types(type_)
     if not kept:
-        return impls._rebuild(type_, [impls._cast(t, np.full(t.shape, np.nan))
+        return structure.rebuild(type_, [impls._cast(t, np.full(t.shape, np.nan))
                                       for t in leaf_types])
     total = sum(w for _, w in kept)
     leaves = []
     for position, t in enumerate(leaf_types):
         wide = np.complex128 if t.dtype.kind == "c" else np.float64
-        acc = sum(np.asarray(impls._leaves(m)[position], dtype=wide) * w for m, w in kept)
+        acc = sum(np.asarray(structure.leaves(m)[position], dtype=wide) * w for m, w in kept)
         leaves.append(impls._cast(t, acc / total))
-    return impls._rebuild(type_, leaves)
+    return structure.rebuild(type_, leaves)
 
 
 def _combine(uri, values, type_):
     reduce = {"federated_min": np.minimum, "federated_max": np.maximum}.get(uri, np.add)
-    leaf_types = impls._leaf_types(type_)
+    leaf_types = structure.leaf_types(type_)
     leaves = []
     for position, t in enumerate(leaf_types):
-        parts = [impls._leaves(v)[position] for v in values]
+        parts = [structure.leaves(v)[position] for v in values]
         acc = parts[0]
         for part in parts[1:]:
             acc = reduce(np.asarray(acc), np.asarray(part))
         leaves.append(impls._cast(t, acc))
-    return impls._rebuild(type_, leaves)
+    return structure.rebuild(type_, leaves)
 
 
-def run(computation, argument, num_clients, progress=None, dask=None):
-    client = connect(dask)
-    interpreter = DistributedInterpreter(client, num_clients, computation.name, progress)
-    function = interpreter.evaluate(unique_ir(computation), Environment())
-    return function(argument)
+def run(computation, argument, num_clients, context):
+    client = connect(context.dask)
+    interpreter = DistributedInterpreter(client, num_clients, computation.name,
+                                         context.progress)
+    return interpreter.run(computation, argument)
+
+
+register_executor("dask", run, needs="dask")
 
 
 __all__ = ["DistributedExecutionError", "SchedulerUnreachableError", "connect", "run",

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from fcore import structure
 from fcore.execution.errors import ExecutionError
 from fcore.struct import Struct
 from fcore.types import core
@@ -20,14 +21,6 @@ def _implements(uri):
         IMPLEMENTATIONS[uri] = fn
         return fn
     return register
-
-
-def map_structure(fn, type_, *values):
-    """Applies `fn` to the tensors of values of struct type `type_`, leaf by leaf."""
-    if isinstance(type_, core.StructType):
-        return Struct([(name, map_structure(fn, t, *[v[i] for v in values]))
-                       for i, (name, t) in enumerate(type_.items())])
-    return fn(type_, *values)
 
 
 def _cast(type_, value):
@@ -56,7 +49,7 @@ def _sum(type_, members, what="federated_sum"):
     def add(t, *xs):
         same_shapes(what, *xs)
         return _cast(t, functools.reduce(np.add, xs)) if xs else _zeros(t)
-    return map_structure(add, type_, *members)
+    return structure.map_structure(add, type_, *members)
 
 
 @_implements("federated_broadcast")  # of an all-equal server value: the value itself
@@ -101,7 +94,7 @@ def _federated_sum(interp, fn_type, value):
 def _mean(interp, fn_type, value):
     members = interp.members(value, fn_type.parameter)
     count = len(members)
-    return map_structure(
+    return structure.map_structure(
         lambda t, *xs: _cast(t, _accumulate(t, xs) / count)
         if xs else _cast(t, np.full(t.shape, np.nan)), fn_type.result.member, *members)
 
@@ -139,7 +132,7 @@ def _weighted_mean(interp, fn_type, argument):
         weighted = _accumulate(t, xs, weights)
         with np.errstate(invalid="ignore", divide="ignore"):
             return _cast(t, weighted / total)
-    return map_structure(mean, fn_type.result.member, *members)
+    return structure.map_structure(mean, fn_type.result.member, *members)
 
 
 def _extremum(reducer, name):
@@ -150,7 +143,7 @@ def _extremum(reducer, name):
         def reduce(t, *xs):
             same_shapes(name, *xs)
             return _cast(t, functools.reduce(reducer, xs))
-        return map_structure(reduce, fn_type.result.member, *members)
+        return structure.map_structure(reduce, fn_type.result.member, *members)
     return implementation
 
 
@@ -163,8 +156,8 @@ def check_merge_identity(zero, merge):
     does not depend on how clients are split into partial accumulators (executors split
     them differently). `merge(zero, zero) == zero` is checked on every executor."""
     merged = merge(Struct([(None, zero), (None, zero)]))
-    pairs = list(zip(_leaves(merged), _leaves(zero)))
-    if len(_leaves(merged)) != len(_leaves(zero)) or not all(
+    pairs = list(zip(structure.leaves(merged), structure.leaves(zero)))
+    if len(structure.leaves(merged)) != len(structure.leaves(zero)) or not all(
             _same_value(a, b) for a, b in pairs):
         raise ExecutionError(f"federated_aggregate: zero must be an identity of merge "
                              f"(merge(zero, zero) == zero), found merge(zero, zero) = "
@@ -181,7 +174,7 @@ def _same_value(a, b):
 
 
 def _shown(value):
-    leaves = [np.asarray(leaf).tolist() for leaf in _leaves(value)]
+    leaves = [np.asarray(leaf).tolist() for leaf in structure.leaves(value)]
     return leaves[0] if len(leaves) == 1 else leaves
 
 
@@ -210,7 +203,7 @@ def _secure_sum(interp, fn_type, argument, bounds_of, modulus_of, what):
     value, bound = argument
     value_type = fn_type.parameter[0]
     members = interp.members(value, value_type)
-    leaf_types = _leaf_types(value_type.member)
+    leaf_types = structure.leaf_types(value_type.member)
     bounds = bounds_of(bound, fn_type.parameter[1], len(leaf_types))
     sums = []
     for position, (leaf_type, limit) in enumerate(zip(leaf_types, bounds)):
@@ -218,7 +211,7 @@ def _secure_sum(interp, fn_type, argument, bounds_of, modulus_of, what):
         total = 0
         for client, member in enumerate(members):
             # Python ints: exact, whatever the width of the dtype.
-            leaf = np.array(np.asarray(_leaves(member)[position]).tolist(), dtype=object)
+            leaf = np.array(np.asarray(structure.leaves(member)[position]).tolist(), dtype=object)
             if np.any(leaf < 0) or np.any(leaf > limit):
                 raise ExecutionError(f"{what}: the value {leaf.tolist()} of client {client} is "
                                      f"outside [0, {limit}].")
@@ -226,7 +219,7 @@ def _secure_sum(interp, fn_type, argument, bounds_of, modulus_of, what):
         if not members:
             total = np.zeros(leaf_type.shape or (), dtype=object)
         sums.append(exact_sum(leaf_type, total, what))
-    return _rebuild(value_type.member, sums)
+    return structure.rebuild(value_type.member, sums)
 
 
 def exact_sum(type_, total, what):
@@ -240,29 +233,8 @@ def exact_sum(type_, total, what):
     return _cast(type_, total.astype(type_.dtype))
 
 
-def _leaf_types(type_):
-    """The tensor types of `type_` in order (of its member, for a federated type)."""
-    if isinstance(type_, core.FederatedType):
-        return _leaf_types(type_.member)
-    if isinstance(type_, core.StructType):
-        return [leaf for t in type_ for leaf in _leaf_types(t)]
-    return [type_]
-
-
-def _leaves(value):
-    if isinstance(value, Struct):
-        return [leaf for v in value for leaf in _leaves(v)]
-    return [value]
-
-
-def _rebuild(type_, leaves):
-    if isinstance(type_, core.StructType):
-        return Struct([(name, _rebuild(t, leaves)) for name, t in type_.items()])
-    return leaves.pop(0)
-
-
 def _bounds(bound, bound_type, count):
-    leaves = [int(b) for b in _leaves(bound)]
+    leaves = [int(b) for b in structure.leaves(bound)]
     return leaves * count if isinstance(bound_type, core.TensorType) else leaves
 
 

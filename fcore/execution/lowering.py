@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from fcore import structure
 from fcore.execution import accumulators
-from fcore.execution import intrinsic_impls as impls
+from fcore.execution.cache import LRU
 from fcore.execution.reference import Environment, Interpreter
 from fcore.ir import analysis, nodes
 from fcore.struct import Struct
@@ -20,7 +21,9 @@ from fcore.tracing import tf_function as tff
 from fcore.types import core
 
 _LOWERED = ("federated_sum", "federated_mean", "federated_weighted_mean")
-_compiled: dict = {}  # structure key -> compiled group function
+# structure key (with the leaf's id) -> compiled group function; a hit must hold the same
+# leaf object (an id may be reused once a leaf is gone)
+_compiled = LRU(64)
 
 
 class _NotLowerable(Exception):
@@ -157,7 +160,7 @@ class _Plan:
                 layout.append(("shared", len(shared) - 1))
         structure = (id(self.leaf), key_shapes(key), self._text(), lengths)
         function = _compiled.get(structure)
-        if function is None:
+        if function is None or function.plan.leaf is not self.leaf:
             function = _compiled[structure] = _GroupFunction(self, concrete, layout)
         return function(shared, stacked)
 
@@ -226,7 +229,7 @@ class _GroupFunction:
         interpreter = Interpreter()
         functions = {name: interpreter.evaluate(node.argument.elements[0][1], Environment())
                      for name, node in plan.post}
-        specs = [(n.function.uri, impls._leaf_types(n.argument.type_signature))
+        specs = [(n.function.uri, structure.leaf_types(n.argument.type_signature))
                  for _, n in plan.aggregates]
         initial = []
         for uri, types in specs:
@@ -238,7 +241,7 @@ class _GroupFunction:
                     [tf.constant(0.0, tf.float64)]
             else:
                 initial += [tf.zeros(t.shape, t.dtype) for t in types]
-        kept_types = [impls._leaf_types(plan.types[name]) for name in plan.kept]
+        kept_types = [structure.leaf_types(plan.types[name]) for name in plan.kept]
         arrays = [tf.TensorArray(t.dtype, size=count) for types in kept_types for t in types]
 
         def body(i, totals, arrays):
@@ -253,7 +256,7 @@ class _GroupFunction:
             for (uri, types), operand in zip(specs, plan.operands):
                 value = _operand(operand, members)
                 if uri == "federated_weighted_mean":
-                    leaves, weight = impls._leaves(value[0]), tf.cast(value[1], tf.float64)
+                    leaves, weight = structure.leaves(value[0]), tf.cast(value[1], tf.float64)
                     width = len(leaves)
                     totals[cursor:cursor + width] = self._weighted_add(
                         totals[cursor:cursor + width], leaves, weight)
@@ -261,19 +264,19 @@ class _GroupFunction:
                     totals[cursor] += weight
                     cursor += 1
                 elif uri == "federated_mean":
-                    for leaf in impls._leaves(value):
+                    for leaf in structure.leaves(value):
                         totals[cursor] += tf.cast(leaf, tf.float64)
                         cursor += 1
                     totals[cursor] += 1.0
                     cursor += 1
                 else:
-                    for leaf in impls._leaves(value):
+                    for leaf in structure.leaves(value):
                         totals[cursor] += tf.cast(leaf, totals[cursor].dtype)
                         cursor += 1
             arrays = list(arrays)
             position = 0
             for name in plan.kept:
-                for leaf in impls._leaves(members[name]):
+                for leaf in structure.leaves(members[name]):
                     arrays[position] = arrays[position].write(i, leaf)
                     position += 1
             return i + 1, totals, arrays
@@ -302,7 +305,7 @@ class _GroupFunction:
         for _, node in self.plan.aggregates:
             uri, fn_type = node.function.uri, node.function.type_signature
             acc = accumulators.start(uri, fn_type, [])
-            width = len(impls._leaf_types(fn_type.result.member))
+            width = len(structure.leaf_types(fn_type.result.member))
             if uri in ("federated_weighted_mean", "federated_mean"):
                 acc.totals = totals[cursor:cursor + width]
                 acc.weight = float(totals[cursor + width])
@@ -315,7 +318,7 @@ class _GroupFunction:
             accs.append(acc)
         kept, position = {}, 0
         for name in self.plan.kept:
-            types = impls._leaf_types(self.plan.types[name])
+            types = structure.leaf_types(self.plan.types[name])
             columns = [a.numpy() for a in arrays[position:position + len(types)]]
             position += len(types)
             kept[name] = [tff._unflatten(self.plan.types[name], [c[row] for c in columns],
@@ -449,7 +452,7 @@ def run_ragged(plan, indices, rows):
     structure = ("ragged", id(plan.leaf), tuple(lengths), plan._text(),
                  tuple((c.dtype, c.shape[1:]) for c in columns))
     function = _compiled.get(structure)
-    if function is None:
+    if function is None or function.plan.leaf is not plan.leaf:
         function = _compiled[structure] = _RaggedFunction(plan, concretes, width, len(shared))
     return function(shared, branch, starts, sizes, columns)
 

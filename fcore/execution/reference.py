@@ -8,7 +8,9 @@ taking one runtime argument (or none)."""
 
 from __future__ import annotations
 
-from fcore.execution import intrinsic_impls
+from fcore import structure
+from fcore.execution import intrinsic_impls, values
+from fcore.execution.context import register_executor
 from fcore.execution.errors import ExecutionError, needs_num_clients
 from fcore.ir import nodes
 from fcore.struct import Struct
@@ -112,6 +114,28 @@ class Interpreter:
         run.is_client_work = True  # progress is reported for maps of TF work
         return run
 
+    def run(self, computation, argument):
+        """Runs `computation` on a runtime argument of its parameter type."""
+        parameter_type = computation.type_signature.parameter
+        if parameter_type is not None:
+            argument = self.bind_functions(argument, parameter_type)
+        return self.evaluate(self.prepare(computation.ir), Environment())(argument)
+
+    def prepare(self, ir):
+        """The IR this interpreter evaluates for `ir` (subclasses rename it)."""
+        return ir
+
+    def bind_functions(self, value, type_):
+        """`value` with the computations given as arguments (`values.ComputationArgument`)
+        made functions that this interpreter runs."""
+        if isinstance(value, values.ComputationArgument):
+            return self.evaluate(self.prepare(value.computation.ir), Environment())
+        if isinstance(type_, core.StructType) and isinstance(value, Struct) and \
+                structure.contains(type_, _is_function):
+            return Struct([(name, self.bind_functions(v, t))
+                           for (name, t), v in zip(type_.items(), value)])
+        return value
+
     def run_leaf(self, leaf, argument):
         """Runs a TF leaf (a `TFFunction`) on a runtime argument."""
         return leaf.run(argument)
@@ -147,8 +171,14 @@ class Interpreter:
         return results
 
 
-def run(computation, argument, num_clients, progress=None):
+def _is_function(type_):
+    return isinstance(type_, core.FunctionType)
+
+
+def run(computation, argument, num_clients, context):
     """Runs `computation` (a `Computation`) on a runtime argument."""
-    interpreter = Interpreter(num_clients, computation.name, progress)
-    function = interpreter.evaluate(computation.ir, Environment())
-    return function(argument)
+    interpreter = Interpreter(num_clients, computation.name, context.progress)
+    return interpreter.run(computation, argument)
+
+
+register_executor("reference", run)

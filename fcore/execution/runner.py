@@ -3,20 +3,20 @@ anything runs), fix the number of clients, run it in the current context, conver
 
 from __future__ import annotations
 
-from fcore.execution import context, reference, streaming, values
+from fcore import structure
+from fcore.execution import values
 from fcore.execution.errors import needs_num_clients
 from fcore.tracing.calls import pack_arguments
 from fcore.types import core
 from fcore.types.errors import TypeMismatchError
 
-_EXECUTORS = {"reference": reference.run, "fast": streaming.run}
 
-
-def call(computation, args, kwargs, shown=None):
-    """Runs `computation`; errors in the arguments name `shown` (default: the computation),
-    the computation the user called where that one runs a twin of it."""
+def call(computation, args, kwargs, context):
+    """Runs `computation` with the executor of the execution context `context`. Errors in
+    the arguments name the computation's `shown_as` if it has one (the computation the user
+    called, where that one runs a twin of it)."""
     fn_type = computation.type_signature
-    shown = computation if shown is None else shown
+    shown = getattr(computation, "shown_as", None) or computation
     argument = pack_arguments(fn_type.parameter, args, kwargs, shown.name)
     runtime = None
     if fn_type.parameter is not None:
@@ -25,24 +25,17 @@ def call(computation, args, kwargs, shown=None):
         except TypeMismatchError as e:
             raise TypeMismatchError(f"Calling {shown.name} ({shown.type_signature}): {e}",
                                     e.expected, e.found, e.path) from None
-    num_clients = resolve_num_clients(computation, runtime, shown)
-    current = context.current()
-    if current.kind == "dask":
-        from fcore.execution import distributed
-        result = distributed.run(computation, runtime, num_clients, current.progress,
-                                 current.dask)
-    else:
-        result = _EXECUTORS[current.kind](computation, runtime, num_clients, current.progress)
+    num_clients = resolve_num_clients(computation, runtime, context.num_clients, shown)
+    result = context.executor(computation, runtime, num_clients, context)
     return values.to_python(result, fn_type.result)
 
 
-def resolve_num_clients(computation, runtime_argument, shown=None):
-    """The number of clients: fixed by client-placed arguments, else by the context. A
-    computation whose type mentions CLIENTS and has neither fails here, with how to fix it
-    (naming `shown`, by default the computation)."""
+def resolve_num_clients(computation, runtime_argument, given, shown=None):
+    """The number of clients: fixed by client-placed arguments, else `given` (the
+    context's). A computation whose type mentions CLIENTS and has neither fails here, with
+    how to fix it (naming `shown`, by default the computation)."""
     fn_type = computation.type_signature
     named = computation if shown is None else shown  # what messages name
-    given = context.current().num_clients
     counted = None
     if fn_type.parameter is not None:
         try:
@@ -56,18 +49,10 @@ def resolve_num_clients(computation, runtime_argument, shown=None):
             f"the client-placed arguments have {counted} clients.",
             expected=given, found=counted)
     num_clients = counted if counted is not None else given
-    if num_clients is None and _mentions_clients(fn_type):
+    if num_clients is None and structure.mentions(fn_type, _at_clients):
         raise needs_num_clients(f"'{named.name}' ({named.type_signature})")
     return num_clients
 
 
-def _mentions_clients(type_):
-    if isinstance(type_, core.FederatedType):
-        return type_.placement.name == "CLIENTS"
-    return any(_mentions_clients(t) for t in _children(type_))
-
-
-def _children(type_):
-    if isinstance(type_, core.FunctionType):
-        return [t for t in (type_.parameter, type_.result) if t is not None]
-    return type_.children()
+def _at_clients(type_):
+    return isinstance(type_, core.FederatedType) and type_.placement.name == "CLIENTS"

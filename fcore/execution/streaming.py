@@ -9,9 +9,10 @@ values (a FedAvg round keeps one model delta, not one per client)."""
 
 from __future__ import annotations
 
-import collections
-
+from fcore import structure
 from fcore.execution import accumulators, intrinsic_impls as impls
+from fcore.execution.cache import LRU
+from fcore.execution.context import register_executor
 from fcore.execution.reference import Environment, Interpreter
 from fcore.ir import analysis, nodes
 from fcore.types import core
@@ -22,11 +23,6 @@ _LIFTED = _PER_CLIENT + accumulators.STREAMING
 
 def _intrinsic_call(node):
     return isinstance(node, nodes.Call) and isinstance(node.function, nodes.Intrinsic)
-
-
-def _is_clients(type_):
-    return isinstance(type_, core.FederatedType) and type_.placement.name == "CLIENTS" \
-        and not type_.all_equal
 
 
 class StreamingInterpreter(Interpreter):
@@ -74,7 +70,7 @@ class StreamingInterpreter(Interpreter):
                 deps = analysis.free_names(node) & {n for n, _ in bindings}
                 if not deps <= set(values) | set(per_client):
                     continue
-                if self._is_per_client(node):
+                if self._is_per_client(node) and _by_member(node.argument, per_client):
                     per_client[name] = node
                 elif self._is_streamed_aggregate(node, per_client):
                     registered_aggregates.append((name, node))
@@ -108,6 +104,9 @@ class StreamingInterpreter(Interpreter):
             used |= analysis.free_names(node)
         return used & computed
 
+    def prepare(self, ir):
+        return unique_ir(ir)
+
     def run_leaf(self, leaf, argument):
         # Short sequences given as lists run unrolled, without a tf.data pipeline per call.
         return leaf.run(argument, unroll=True)
@@ -122,20 +121,22 @@ class StreamingInterpreter(Interpreter):
 
     def _is_per_client(self, node):
         return _intrinsic_call(node) and node.function.uri in _PER_CLIENT and \
-            _is_clients(node.type_signature) and self._plain_arguments(node)
+            structure.is_client_list(node.type_signature) and self._plain_arguments(node)
 
     def _is_streamed_aggregate(self, node, per_client):
         if not (_intrinsic_call(node) and node.function.uri in accumulators.STREAMING):
             return False
-        return bool(analysis.free_names(_client_part(node)) & set(per_client))
+        part = _client_part(node)
+        return bool(analysis.free_names(part) & set(per_client)) and \
+            _by_member(part, per_client)
 
     def _plain_arguments(self, node):
         """`{T}@SERVER` values (lists of server members) take the reference path."""
-        def server_lists(type_):
-            if isinstance(type_, core.FederatedType):
-                return type_.placement.name == "SERVER" and not type_.all_equal
-            return isinstance(type_, core.StructType) and any(server_lists(t) for t in type_)
-        return node.argument is None or not server_lists(node.argument.type_signature)
+        def server_list(type_):
+            return isinstance(type_, core.FederatedType) and \
+                type_.placement.name == "SERVER" and not type_.all_equal
+        return node.argument is None or \
+            not structure.contains(node.argument.type_signature, server_list)
 
     # One pass over the clients -------------------------------------------------------------
 
@@ -207,7 +208,7 @@ class StreamingInterpreter(Interpreter):
             for element in _federated_leaves(node.argument):
                 if isinstance(element, nodes.Reference) and element.name in dict(order):
                     continue
-                if _is_clients(element.type_signature):
+                if structure.is_client_list(element.type_signature):
                     counts.add(len(once(element)))
         if len(counts) > 1:
             raise ValueError(f"Client-placed values with different numbers of clients: "
@@ -238,15 +239,22 @@ def _member(node, index, members, once):
         from fcore.struct import Struct
         return Struct([(name, _member(e, index, members, once)) for name, e in node.elements])
     value = once(node)
-    if _has_federated(node.type_signature):
+    if structure.contains(node.type_signature, structure.is_federated):
         return impls._unplace(value, node.type_signature, index)
     return value
 
 
-def _has_federated(type_):
-    if isinstance(type_, core.FederatedType):
+def _by_member(node, per_client):
+    """Whether `_member` can give `node`'s value client by client: per-client values appear
+    in it only as references, possibly in structs (anything else that uses them, such as a
+    lambda called on one, runs once their lists are materialised)."""
+    if node is None:
         return True
-    return isinstance(type_, core.StructType) and any(_has_federated(t) for t in type_)
+    if isinstance(node, nodes.Reference):
+        return True
+    if isinstance(node, nodes.Struct):
+        return all(_by_member(e, per_client) for _, e in node.elements)
+    return not analysis.free_names(node) & set(per_client)
 
 
 def _elements(argument):
@@ -290,27 +298,22 @@ def _needed(per_client, roots, stop=()):
     return needed
 
 
-_UNIQUE_CACHE_SIZE = 64
-_unique: collections.OrderedDict = collections.OrderedDict()  # id(ir) -> (ir, renamed ir)
+_unique = LRU(64)  # id(ir) -> (ir, renamed ir)
 
 
-def unique_ir(computation):
-    """The computation's IR with unique binder names (`analysis.uniquify`): streamed blocks
-    keep their locals in one flat scope, where a rebound or shadowed name would otherwise
-    change what another binding sees. Cached for the last few computations run."""
-    ir = computation.ir
+def unique_ir(ir):
+    """`ir` with unique binder names (`analysis.uniquify`): streamed blocks keep their
+    locals in one flat scope, where a rebound or shadowed name would otherwise change what
+    another binding sees. Cached for the last few computations run."""
     entry = _unique.get(id(ir))
     if entry is None or entry[0] is not ir:
-        entry = (ir, analysis.uniquify(ir))
-        _unique[id(ir)] = entry
-        while len(_unique) > _UNIQUE_CACHE_SIZE:
-            _unique.popitem(last=False)
-    else:
-        _unique.move_to_end(id(ir))
+        entry = _unique[id(ir)] = (ir, analysis.uniquify(ir))
     return entry[1]
 
 
-def run(computation, argument, num_clients, progress=None):
-    interpreter = StreamingInterpreter(num_clients, computation.name, progress)
-    function = interpreter.evaluate(unique_ir(computation), Environment())
-    return function(argument)
+def run(computation, argument, num_clients, context):
+    interpreter = StreamingInterpreter(num_clients, computation.name, context.progress)
+    return interpreter.run(computation, argument)
+
+
+register_executor("fast", run)

@@ -17,10 +17,10 @@ import sys
 
 import numpy as np
 
-from fcore.struct import Struct
+from fcore.struct import Struct, is_namedtuple, pack, python_items
 from fcore.types import core, dtypes
 from fcore.types.assignability import first_difference
-from fcore.types.conversion import _attrs_or_dataclass_fields, _is_namedtuple, to_type
+from fcore.types.conversion import to_type
 from fcore.types.errors import TypeMismatchError
 from fcore.types.placements import CLIENTS
 
@@ -41,7 +41,7 @@ def to_runtime(value, type_spec, path=""):
     if isinstance(type_spec, core.SequenceType):
         if _is_dataset(value):
             return _check_dataset(value, type_spec, path)
-        if not isinstance(value, (list, tuple)) or _is_namedtuple(value):
+        if not isinstance(value, (list, tuple)) or is_namedtuple(value):
             raise _mismatch(type_spec, value, path, "a sequence is given as a list of elements "
                                                     "or a tf.data.Dataset")
         return [to_runtime(v, type_spec.element, f"{path}[element {i}]")
@@ -50,9 +50,9 @@ def to_runtime(value, type_spec, path=""):
         if type_spec.all_equal:
             return to_runtime(value, type_spec.member, path)
         if type_spec.placement is not CLIENTS and (
-                not isinstance(value, (list, tuple)) or _is_namedtuple(value)):
+                not isinstance(value, (list, tuple)) or is_namedtuple(value)):
             value = [value]  # the server's one member
-        if not isinstance(value, (list, tuple)) or _is_namedtuple(value):
+        if not isinstance(value, (list, tuple)) or is_namedtuple(value):
             raise _mismatch(type_spec, value, path, f"a value placed at "
                             f"{type_spec.placement.name} that is not all-equal is given as a "
                             f"list with one member per client")
@@ -95,7 +95,7 @@ def to_python(value, type_spec):
         return array[()] if array.ndim == 0 else array
     if isinstance(type_spec, core.StructType):
         values = [to_python(v, t) for v, t in zip(_struct_values(value, type_spec), type_spec)]
-        return _pack(values, type_spec)
+        return pack(type_spec.python_container, zip(type_spec.names(), values))
     if isinstance(type_spec, core.SequenceType):
         elements = value.as_numpy_iterator() if _is_dataset(value) else value
         return [to_python(v, type_spec.element) for v in elements]
@@ -132,21 +132,23 @@ def _collect_clients(value, type_spec, path, found):
             _collect_clients(v, element, _child(path, name, index), found)
 
 
-def _runtime_function(computation):
-    """A computation given as an argument, callable on runtime values (so that its results
-    stay runtime values, not the Python containers a user call returns)."""
-    ir = getattr(computation, "ir", None)
-    if ir is None:
-        return computation
-    from fcore.execution import reference
+class ComputationArgument:
+    """A computation given as an argument (for a function-typed parameter). The executor
+    that receives it runs it as part of the call (`Interpreter.bind_functions`), in the same
+    context: the same executor, number of clients and progress."""
 
-    def call(argument):
-        function = reference.Interpreter(None, computation.name).evaluate(
-            ir, reference.Environment())
-        return function(argument)
-    call.type_signature = computation.type_signature
-    call.computation = computation
-    return call
+    __slots__ = ("computation",)
+
+    def __init__(self, computation):
+        self.computation = computation
+
+    @property
+    def type_signature(self):
+        return self.computation.type_signature
+
+
+def _runtime_function(computation):
+    return ComputationArgument(computation) if hasattr(computation, "ir") else computation
 
 
 # Tensors.
@@ -283,19 +285,11 @@ def _to_struct(value, type_spec, path):
 
 def _fields(value):
     """`(pairs of (name or None, value), by_name)` for a struct-like value, else `None`."""
-    if isinstance(value, Struct):
-        pairs = value.items()
-        return pairs, bool(pairs) and all(name is not None for name, _ in pairs)
-    if isinstance(value, collections.abc.Mapping):
-        return list(value.items()), True
-    if _is_namedtuple(value):
-        return list(zip(value._fields, value)), True
-    names = _attrs_or_dataclass_fields(value)
-    if names is not None:
-        return [(name, getattr(value, name)) for name in names], True
-    if isinstance(value, (list, tuple)):
-        return [(None, v) for v in value], False
-    return None
+    items = python_items(value)
+    if items is None:
+        return None
+    pairs = list(items[0])
+    return pairs, bool(pairs) and all(name is not None for name, _ in pairs)
 
 
 def _struct_values(value, type_spec):
@@ -306,20 +300,6 @@ def _struct_values(value, type_spec):
         given = dict(pairs)
         return [given[name] for name in type_spec.names()]
     return [v for _, v in pairs]
-
-
-def _pack(values, type_spec):
-    container, names = type_spec.python_container, type_spec.names()
-    if container is None:
-        return Struct(zip(names, values))
-    if container in (tuple, list):
-        return container(values)
-    if isinstance(container, type) and issubclass(container, collections.abc.Mapping):
-        pairs = collections.OrderedDict(zip(names, values))
-        return pairs if container in (dict, collections.OrderedDict) else container(pairs)
-    if isinstance(container, type) and issubclass(container, tuple):  # a namedtuple
-        return container(*values)
-    return container(**dict(zip(names, values)))  # attrs or dataclass
 
 
 # Sequences given as datasets.

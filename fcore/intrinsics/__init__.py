@@ -1,1 +1,2 @@
-"""Intrinsics: the built-in federated operators, their type rules, and the user functions."""
+"""Intrinsics: the built-in federated operators and their type rules (`definitions`). The
+user functions that call them while tracing are in `fcore.tracing.intrinsics`."""

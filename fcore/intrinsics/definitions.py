@@ -49,6 +49,16 @@ def lookup(uri) -> IntrinsicDef:
         raise NameError(f"Unknown intrinsic {uri!r}.") from None
 
 
+def markdown_table() -> str:
+    """The table of intrinsics in Markdown (name, type signature, meaning), generated from
+    this table for docs/language.md, where a test keeps it current."""
+    rows = ["| intrinsic | type | meaning |", "|---|---|---|"]
+    for uri, definition in INTRINSICS.items():
+        doc = " ".join(definition.doc.split()).replace("|", "\\|")
+        rows.append(f"| `{uri}` | `{definition.signature}` | {doc} |")
+    return "\n".join(rows) + "\n"
+
+
 # Helpers -----------------------------------------------------------------------------------
 
 def _elements(type_, uri, count, names):
@@ -220,7 +230,8 @@ _define("federated_max", "({T}@CLIENTS -> T@SERVER)", "The element-wise maximum 
 @_define("federated_aggregate",
          "(<{T}@CLIENTS,U,(<U,T> -> U),(<U,U> -> U),(U -> R)> -> R@SERVER)",
          "Folds the clients' values into `zero` with `accumulate`, combines partial results "
-         "with `merge`, and finishes with `report`.")
+         "with `merge`, and finishes with `report`; `zero` must be an identity of `merge` "
+         "(checked: `merge(zero, zero) == zero`).")
 def _aggregate(t):
     value, zero, accumulate, merge, report = _elements(
         t, "federated_aggregate", 5, ["value", "zero", "accumulate", "merge", "report"])

@@ -21,13 +21,15 @@ from fcore.types import core
 _DEFAULT_LITERAL_DTYPES = {"int32", "float32", "bool", "str"}
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_/]*\Z")
 _KEYWORDS = {"let", "in", "true", "false", "inf", "nan", "SERVER", "CLIENTS"}
+_INTRINSIC_LIKE = re.compile(r"(federated|sequence)_")  # the intrinsics' namespace
 
 
 def name_text(name: str) -> str:
     """`name` as the grammar reads it back: plain, or between backquotes where it is a
-    keyword, a literal, a placement, an intrinsic or not a plain identifier."""
-    from fcore.intrinsics.definitions import INTRINSICS
-    if _PLAIN_NAME.match(name) and name not in _KEYWORDS and name not in INTRINSICS:
+    keyword, a literal, a placement, not a plain identifier, or in the intrinsics' namespace
+    (`federated_...`, `sequence_...`), where a plain name called is the intrinsic."""
+    if _PLAIN_NAME.match(name) and name not in _KEYWORDS and \
+            not _INTRINSIC_LIKE.match(name):
         return name
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 

@@ -44,7 +44,7 @@ def parse_computation(text: str, env=None, name="parsed"):
     federated computations, whose body is then used in place). For a computation `c`,
     `parse_computation(str(c), c.leaves())` equals `c`."""
     from fcore.syntax.types import parse_with
-    from fcore.tracing.computation import Computation
+    from fcore.computation import Computation
     tree = parse_with("computations.lark", text, "computation", _types_transformer())
     builder = _Builder(text, env or {})
     try:
@@ -95,7 +95,6 @@ class _Builder:
     def _call(self, tree, scope):
         function, argument = tree.children
         if function.data == "name" and not _quoted(function.children[0]) and \
-                str(function.children[0]) not in scope and \
                 str(function.children[0]) in definitions.INTRINSICS:
             uri = str(function.children[0])
             if argument is None:
@@ -184,7 +183,7 @@ def _value(tree):
 
 def leaf_node(value, name):
     """The IR node for an env entry: a computation's own IR, or a TF function's leaf."""
-    from fcore.tracing.computation import Computation
+    from fcore.computation import Computation
     if isinstance(value, Computation):
         return value.ir
     if hasattr(value, "run") and hasattr(value, "type_signature"):  # a TF leaf

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fcore.syntax import errors, grammars
-from fcore.types import core, dtypes, placements
+from fcore.types import conversion, core, dtypes, placements
 from fcore.types.errors import TypeParseError
 
 
@@ -121,3 +121,6 @@ def parse_type(text: str) -> core.Type:
     and what was expected there.
     """
     return parse_with("types.lark", text, "type", _type_transformer())
+
+
+conversion.set_text_parser(parse_type)  # `to_type('float32[?]')` reads text with this parser

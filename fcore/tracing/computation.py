@@ -7,72 +7,16 @@ import functools
 import inspect
 import re
 
-from fcore.ir import nodes, printer
+from fcore.computation import Computation
+from fcore.ir import nodes
 from fcore.tracing import calls, context
 from fcore.tracing.value import Value, to_node
 from fcore.types import core, dtypes
-from fcore.struct import Struct
-from fcore.types.conversion import to_type, value_items
+from fcore.struct import Struct, python_items
+from fcore.types.conversion import to_type
 from fcore.types.errors import TypeMismatchError
 
 _TRACE_ERRORS = (TypeError, ValueError, AttributeError, IndexError, KeyError, NameError)
-
-
-class Computation:
-    """A typed computation: call it like a function, read its `type_signature`, print it as
-    text (`str(comp)`), which `fcore.parse_computation` reads back."""
-
-    def __init__(self, ir: nodes.Node, name: str, result_type=None):
-        if not isinstance(ir.type_signature, core.FunctionType):
-            raise TypeError(f"A computation must have a function type, found "
-                            f"{ir.type_signature}.")
-        self.ir = ir
-        self.name = name
-        # `result_type` equals the IR's result type, and also records Python containers.
-        self.type_signature = ir.type_signature if result_type is None else \
-            core.FunctionType(ir.type_signature.parameter, result_type)
-
-    def __call__(self, *args, **kwargs):
-        if context.current() is not None or _has_values(args, kwargs):
-            return calls.call(self.ir, args, kwargs, self.name, self.type_signature.result)
-        if self.outer_names():
-            raise TypeError(f"{self.name} was defined inside another federated computation "
-                            f"and uses its names ({', '.join(sorted(self.outer_names()))}): it "
-                            f"can only be called while that computation is traced.")
-        from fcore.execution import runner
-        return runner.call(self, args, kwargs)
-
-    def outer_names(self) -> frozenset:
-        """The names of an enclosing computation this one refers to: a computation defined
-        inside another (a function given to `sequence_reduce` that uses an outer parameter)
-        exists only as part of it. Empty for a computation of its own."""
-        names = getattr(self, "_outer_names", None)
-        if names is None:
-            from fcore.ir.analysis import free_names
-            names = self._outer_names = frozenset(free_names(self.ir))
-        return names
-
-    def leaves(self) -> dict:
-        """`{name: TF computation}` for the `@name` leaves in `str(self)`."""
-        return printer.leaves(self.ir)
-
-    def to_text(self, formatted=None) -> str:
-        text = printer.to_text(self.ir)
-        if formatted or (formatted is None and len(text) > 120):
-            return printer.to_text(self.ir, formatted=True)
-        return text
-
-    def __str__(self):
-        return self.to_text()
-
-    def __eq__(self, other):
-        return isinstance(other, Computation) and self.ir == other.ir
-
-    def __hash__(self):
-        return hash(self.ir)
-
-    def __repr__(self):
-        return f"<Computation {self.name}: {self.type_signature}>"
 
 
 class PolymorphicTypeError(AttributeError, TypeError):
@@ -279,7 +223,7 @@ def _with_containers(result, type_):
     calls return tuples, OrderedDicts and namedtuples as the function did."""
     if isinstance(result, Value) and result.python_type is not None:
         return result.python_type
-    items = value_items(result)
+    items = python_items(result)
     if not isinstance(type_, core.StructType) or items is None or \
             isinstance(result, Struct):
         return type_
@@ -309,10 +253,6 @@ def _annotate(error, kind, name, fn):
         error._fcore_annotated = True
     except AttributeError:
         pass
-
-
-def _has_values(args, kwargs):
-    return any(isinstance(a, Value) for a in list(args) + list(kwargs.values()))
 
 
 __all__ = ["Computation", "PolymorphicComputation", "federated_computation", "tf_computation",

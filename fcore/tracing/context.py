@@ -1,16 +1,15 @@
 """The tracing context: while a federated computation is traced, every call it makes is bound
-to a fresh local name, so each runs once however often its result is used."""
+to a fresh local name, so each runs once however often its result is used. It is the
+current context of `fcore.context_stack` while the function is traced."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import sys
-import threading
 
+from fcore import context_stack
 from fcore.ir import nodes
 
-_state = threading.local()
 _FCORE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -24,9 +23,12 @@ class _Names:
         self.counter = 0
 
 
-class TraceContext:
+class TraceContext(context_stack.Context):
     """One function being traced. `parent` is the trace around it (a nested computation or
-    a function given to an intrinsic): they share one pool of names."""
+    a function given to an intrinsic): they share one pool of names. Computations called
+    while it is current become calls in the IR."""
+
+    is_tracing = True
 
     def __init__(self, parent: TraceContext | None = None):
         self.bindings: list[tuple[str, nodes.Node]] = []
@@ -61,36 +63,22 @@ class TraceContext:
         self.bindings.append((name, node))
         return nodes.Reference(name, node.type_signature)
 
-
-def _stack():
-    if not hasattr(_state, "stack"):
-        _state.stack = []
-    return _state.stack
+    def invoke(self, computation, args, kwargs):
+        from fcore.tracing import calls
+        return calls.call(computation.ir, args, kwargs, computation.name,
+                          computation.type_signature.result)
 
 
 def current() -> TraceContext | None:
-    stack = _stack()
-    return stack[-1] if stack else None
+    """The trace in progress (the current context, if it traces), else None."""
+    context = context_stack.installed()
+    return context if isinstance(context, TraceContext) else None
 
 
 @contextlib.contextmanager
 def tracing(context: TraceContext):
-    _stack().append(context)
-    try:
+    with context_stack.install(context):
         yield context
-    finally:
-        _stack().pop()
-
-
-def user_location():
-    """`file:line` of the innermost stack frame outside fcore (the user's code)."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        filename = os.path.abspath(frame.f_code.co_filename)
-        if not filename.startswith(_FCORE_DIR + os.sep) and "contextlib" not in filename:
-            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
-        frame = frame.f_back
-    return "<unknown>"
 
 
 def traceback_location(tb, preferred_file=None):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 
 from fcore.types import core
-from fcore.types.conversion import constant_type, value_items
+from fcore.struct import python_items
+from fcore.types.conversion import constant_type
 
 
 def infer_type(value):
     """The type of a Python value: NumPy/Python scalars and arrays, tf tensors and datasets,
     `fcore.Struct`, dicts (sorted keys unless ordered), namedtuples, lists and tuples."""
-    from fcore.tracing.computation import Computation
+    from fcore.computation import Computation
     from fcore.tracing.value import Value
     if isinstance(value, Value):
         return value.type_signature
@@ -27,7 +28,7 @@ def infer_type(value):
     constant = constant_type(value)
     if constant is not None:
         return constant
-    items = value_items(value)
+    items = python_items(value)
     if items is not None:
         pairs, container = items
         return core.StructType([(n, infer_type(v)) for n, v in pairs], container)

@@ -8,9 +8,9 @@ import inspect
 
 import numpy as np
 
-from fcore.struct import Struct
+from fcore import structure
+from fcore.struct import Struct, pack, python_items
 from fcore.types import core
-from fcore.types.conversion import value_items
 
 
 class TFFunction:
@@ -201,12 +201,12 @@ def _spreads(fn, count):
 
 def _leaves(type_):
     """The tensor and sequence types of `type_`, in order."""
-    if isinstance(type_, (core.TensorType, core.SequenceType)):
-        return [type_]
-    if isinstance(type_, core.StructType):
-        return [leaf for element in type_ for leaf in _leaves(element)]
-    raise TypeError(f"A TF computation cannot take or return a value of type {type_}; only "
-                    f"tensors, sequences and structs of them.")
+    leaves = structure.type_leaves(type_)
+    for leaf in leaves:
+        if not isinstance(leaf, (core.TensorType, core.SequenceType)):
+            raise TypeError(f"A TF computation cannot take or return a value of type {type_}; "
+                            f"only tensors, sequences and structs of them.")
+    return leaves
 
 
 def _spec(type_):
@@ -232,11 +232,7 @@ def element_spec(type_):
                     f"tensors and structs whose elements are all named or all unnamed.")
 
 
-def _flatten(type_, value):
-    if isinstance(type_, core.StructType):
-        return [leaf for element_type, element in zip(type_, value)
-                for leaf in _flatten(element_type, element)]
-    return [value]
+_flatten = structure.flatten
 
 
 def _unflatten(type_, flat, for_python, keep_tensors=False):
@@ -245,7 +241,7 @@ def _unflatten(type_, flat, for_python, keep_tensors=False):
         elements = [(name, _unflatten(t, flat, for_python, keep_tensors))
                     for name, t in type_.items()]
         if for_python:
-            return _python_container(type_, elements)
+            return pack(type_.python_container, elements)
         return Struct(elements)
     leaf = flat.pop(0)
     if for_python or keep_tensors or isinstance(type_, core.SequenceType):
@@ -289,21 +285,6 @@ def _unrolled_input(value, type_):
     return [leaf for element in value for leaf in _flatten(type_.element, element)]
 
 
-def _python_container(type_, elements):
-    container = type_.python_container
-    values = [v for _, v in elements]
-    if container is None:
-        return Struct(elements)
-    if container is tuple or container is list:
-        return container(values)
-    if hasattr(container, "_fields"):
-        return container(*values)
-    if issubclass(container, dict):
-        return container(elements) if container is not dict else collections.OrderedDict(
-            elements)
-    return container(**dict(elements))
-
-
 def _numpy(tensor):
     value = tensor.numpy() if hasattr(tensor, "numpy") else np.asarray(tensor)
     if isinstance(value, np.ndarray) and value.ndim == 0:
@@ -323,7 +304,7 @@ def _to_tensors(result, tf):
         return type(result)((k, _to_tensors(v, tf)) for k, v in result.items()) \
             if not isinstance(result, collections.defaultdict) else \
             {k: _to_tensors(v, tf) for k, v in result.items()}
-    items = value_items(result)
+    items = python_items(result)
     if items is not None and not isinstance(result, (list, tuple)):  # attrs, dataclasses
         return type(result)(**{k: _to_tensors(v, tf) for k, v in items[0]})
     if isinstance(result, tuple) and hasattr(type(result), "_fields"):
@@ -347,7 +328,7 @@ def _to_type(spec):
 
 
 def _flatten_output(result):
-    items = value_items(result)
+    items = python_items(result)
     if items is None:
         return [result]
     return [leaf for _, v in items[0] for leaf in _flatten_output(v)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from fcore.ir import nodes
+from fcore.struct import python_items
 from fcore.tracing import context
 from fcore.types import core
-from fcore.types.conversion import value_items
 
 _MOVE_TO_TF = ("{what} is not allowed on {value} inside a federated_computation: federated "
                "computations only orchestrate. Move this code into an @fcore.tf_computation "
@@ -126,7 +126,7 @@ def _select(value, name=None, index=None):
     type_ = value.type_signature
     if isinstance(type_, core.FederatedType) and isinstance(type_.member, core.StructType):
         # Selecting from a federated struct maps the selection over its members.
-        from fcore.intrinsics import api
+        from fcore.tracing import intrinsics as api
         ctx = context.current()
         key = (value.node, type_.member.index_of(name) if name is not None else index)
         if ctx is not None and key in ctx.selections:  # select each element only once
@@ -167,7 +167,7 @@ def to_node(value, type_hint=None) -> nodes.Node:
     from fcore.types.placements import PlacementLiteral
     if isinstance(value, PlacementLiteral):
         return nodes.Placement(value)
-    items = value_items(value)
+    items = python_items(value)
     if items is not None:
         return nodes.Struct([(None if n is None else str(n), to_node(v)) for n, v in items[0]])
     if callable(value) and not isinstance(value, (np.ndarray, np.generic)):

@@ -7,9 +7,8 @@ only reach this code when the caller has already imported TensorFlow.
 from __future__ import annotations
 
 import collections.abc
-import dataclasses
-import sys
 
+from fcore.struct import container_fields, is_namedtuple
 from fcore.types import core, dtypes
 
 
@@ -32,8 +31,7 @@ def to_type(spec):
             and dtypes.is_dtype_like(spec[0]):
         return core.TensorType(spec[0], spec[1])
     if isinstance(spec, str) and not spec.isidentifier():  # text notation: 'float32[?,784]'
-        from fcore.syntax.types import parse_type
-        return parse_type(spec)
+        return parse_text(spec)
     if dtypes.is_dtype_like(spec) or isinstance(spec, str):
         return core.TensorType(spec)
     if _is_struct_like(spec):
@@ -68,9 +66,9 @@ def struct_items(spec):
         return spec.items(), spec.python_container
     if isinstance(spec, collections.abc.Mapping):
         return tuple(spec.items()), type(spec)
-    if _is_namedtuple(spec):
+    if is_namedtuple(spec):
         return tuple(zip(spec._fields, spec)), type(spec)
-    fields = _attrs_or_dataclass_fields(spec)
+    fields = container_fields(spec)
     if fields is not None:
         return tuple((name, getattr(spec, name)) for name in fields), type(spec)
     if isinstance(spec, (list, tuple)):
@@ -79,29 +77,6 @@ def struct_items(spec):
         return items, container
     raise TypeError(f"Expected the elements of a struct (a list, tuple, dict or namedtuple), "
                     f"found {spec!r}.")
-
-
-def value_items(value):
-    """The elements of a Python container used as a struct value, and the container to
-    give results back in: `(((name or None, element), ...), container)`, or `None` when
-    `value` is not a container. A dict's keys are sorted unless it is ordered (an
-    `OrderedDict`); namedtuples, attrs classes and dataclasses give their fields in order;
-    lists and tuples are unnamed. (TF tensors and NumPy arrays are not containers.)"""
-    from fcore.struct import Struct
-    if isinstance(value, Struct):
-        return tuple(value.items()), None
-    if isinstance(value, collections.abc.Mapping):
-        keys = list(value) if isinstance(value, collections.OrderedDict) else sorted(value)
-        container = collections.OrderedDict if type(value) is dict else type(value)
-        return tuple((k, value[k]) for k in keys), container
-    if _is_namedtuple(value):
-        return tuple(zip(value._fields, value)), type(value)
-    fields = _attrs_or_dataclass_fields(value)
-    if fields is not None:
-        return tuple((name, getattr(value, name)) for name in fields), type(value)
-    if isinstance(value, (list, tuple)):
-        return tuple((None, v) for v in value), tuple
-    return None
 
 
 def _element(item):
@@ -116,22 +91,7 @@ def _element(item):
 
 def _is_struct_like(spec):
     return (isinstance(spec, (list, tuple, collections.abc.Mapping)) or
-            _attrs_or_dataclass_fields(spec) is not None)
-
-
-def _is_namedtuple(spec):
-    return isinstance(spec, tuple) and hasattr(type(spec), "_fields")
-
-
-def _attrs_or_dataclass_fields(spec):
-    if isinstance(spec, type):
-        return None
-    if dataclasses.is_dataclass(spec):
-        return [f.name for f in dataclasses.fields(spec)]
-    attr = sys.modules.get("attr")
-    if attr is not None and attr.has(type(spec)):
-        return [f.name for f in attr.fields(type(spec))]
-    return None
+            container_fields(spec) is not None)
 
 
 def _is_shape_like(value):
@@ -152,6 +112,21 @@ def _is_dataset_spec(spec):
     return type(spec).__name__ == "DatasetSpec" and hasattr(spec, "element_spec")
 
 
+_text_parser = None  # set by fcore.syntax.types: the types layer does not import the parser
+
+
+def set_text_parser(parse):
+    """Installs the function that reads types in the text notation (`parse_type`)."""
+    global _text_parser
+    _text_parser = parse
+
+
+def parse_text(text):
+    """A type from its text notation, read by the installed parser."""
+    if _text_parser is None:
+        raise RuntimeError("No parser for the type notation is installed: import fcore.")
+    return _text_parser(text)
+
+
 def parse_type_from_reduce(text):
-    from fcore.syntax.types import parse_type
-    return parse_type(text)
+    return parse_text(text)

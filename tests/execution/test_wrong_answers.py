@@ -470,3 +470,15 @@ def test_a_nested_computation_is_not_callable_on_its_own():
     assert outer(2.0) == 3.0
     with pytest.raises(TypeError, match="defined inside another federated computation"):
         inner[0](1.0)
+
+
+def test_parameter_named_like_the_intrinsic_it_is_given_to():
+    @fcore.federated_computation(fcore.FederatedType(tf.float32, fcore.SERVER))
+    def f(federated_broadcast):
+        return fcore.federated_broadcast(federated_broadcast)
+    text = str(f)
+    assert "`federated_broadcast`" in text
+    parsed = fcore.parse_computation(text)
+    assert parsed == f
+    with fcore.execution_context(num_clients=2):
+        assert parsed(2.0) == 2.0

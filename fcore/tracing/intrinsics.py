@@ -11,8 +11,7 @@ from fcore.ir import nodes
 from fcore.tracing import value as values
 from fcore.tracing.value import Value
 from fcore.types import core
-from fcore.struct import Struct
-from fcore.types.conversion import value_items
+from fcore.struct import Struct, python_items
 from fcore.types.placements import CLIENTS, SERVER, to_placement
 
 
@@ -38,7 +37,7 @@ def _member_containers(value, type_):
         if isinstance(python_type, core.FederatedType) and python_type.member == type_:
             return python_type.member
         return type_
-    items = value_items(value)
+    items = python_items(value)
     if items is None or not isinstance(type_, core.StructType) or isinstance(value, Struct):
         return type_
     pairs, container = items
