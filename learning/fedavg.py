@@ -14,6 +14,7 @@ remains, the state is unchanged."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 import warnings
 
 import fcore
@@ -48,15 +49,24 @@ class FederatedAveragingNext(fcore.Computation):
         super().__init__(computation.ir, computation.name, computation.type_signature.result)
         self._with_report = with_report
         with_report.shown_as = self  # argument errors name `next` and show its signature
-        self.last_report = None
+        self._reports = threading.local()
+
+    @property
+    def last_report(self):
+        """The `RoundReport` of this thread's last call (None before the first)."""
+        return getattr(self._reports, "value", None)
 
     def __call__(self, *args, **kwargs):
         if fcore.context_stack.current().is_tracing:
             return super().__call__(*args, **kwargs)
         state, metrics, report = self._with_report(*args, **kwargs)
         clients, empty, non_finite = (int(report[name]) for name in RoundReport.FIELDS)
-        self.last_report = RoundReport(clients, empty, non_finite)
-        if empty or non_finite:
+        self._reports.value = RoundReport(clients, empty, non_finite)
+        if clients == 0:
+            warnings.warn("federated averaging: a round with no clients; the state is "
+                          "unchanged and the metrics are undefined (NaN).", RuntimeWarning,
+                          stacklevel=2)
+        elif empty or non_finite:
             warnings.warn(f"federated averaging: {empty + non_finite} of {clients} clients left "
                           f"out of this round ({empty} with no data, {non_finite} with a "
                           f"non-finite update).", RuntimeWarning, stacklevel=2)
@@ -71,7 +81,7 @@ def as_model(model):
 
 
 def build_federated_averaging_process(model_fn, client_optimizer_fn=None,
-                                      server_optimizer_fn=None):
+                                      server_optimizer_fn=None, average_non_trainable=False):
     """Federated averaging as an `fcore.IterativeProcess` of `initialize` and `next`.
 
     `model_fn` builds a `learning.Model` (call it, do not pass a model). Client training uses
@@ -79,10 +89,20 @@ def build_federated_averaging_process(model_fn, client_optimizer_fn=None,
     `TrainableModel`), else a compiled Keras model's optimizer, else SGD(0.1). The server
     applies the averaged change with `server_optimizer_fn()` (default SGD(1.0), which adopts
     the average). Optimizers may be `tf.keras.optimizers.SGD`/`Adam` or `learning.optimizers`.
+
+    Non-trainable weights (BatchNormalization's moving statistics, say) stay at their server
+    values, as in TFF, with a warning when the model has any; `average_non_trainable=True`
+    sets them each round to the clients' values after training, averaged with the same
+    weights as the model update.
     """
     import tensorflow as tf
     model = as_model(model_fn())
     weights = ModelWeights(model)
+    if weights.non_trainable and not average_non_trainable:
+        warnings.warn(f"federated averaging: the model has {len(weights.non_trainable)} "
+                      f"non-trainable weights ({weights.non_trainable[0][0]}, ...); they keep "
+                      f"their server values, as in TFF. Pass average_non_trainable=True to "
+                      f"average the clients' values instead.", UserWarning, stacklevel=2)
     use_model_step = client_optimizer_fn is None and isinstance(model, TrainableModel)
     default_client = getattr(model, "optimizer", None)
     client_optimizer = optimizers.build(
@@ -120,7 +140,10 @@ def build_federated_averaging_process(model_fn, client_optimizer_fn=None,
         keep = tf.logical_and(finite, count > 0)
         delta = tf.cond(keep, lambda: delta, lambda: [tf.zeros_like(d) for d in delta])
         outputs = training.zero_weight_outputs(model.report_local_outputs(), keep)
-        return fcore.Struct([("weights_delta", pack(weights.trainable, delta)),
+        extra = [("non_trainable", pack(weights.non_trainable, [
+            training.tf_variable(v).read_value() for v in weights.non_trainable_variables()]))] \
+            if average_non_trainable else []
+        return fcore.Struct(extra + [("weights_delta", pack(weights.trainable, delta)),
                              ("client_weight", tf.where(keep, count, 0.0)),
                              ("model_output", outputs),
                              ("round_report", fcore.Struct([
@@ -129,8 +152,7 @@ def build_federated_averaging_process(model_fn, client_optimizer_fn=None,
                                  ("non_finite", tf.cast(tf.logical_and(
                                      count > 0, tf.logical_not(finite)), tf.int64))]))])
 
-    @fcore.tf_computation(state_type, weights.trainable_type)
-    def server_update(state, weights_delta):
+    def server_update_fn(state, weights_delta, non_trainable=None):
         current = list(state.model.trainable)
         delta = list(weights_delta)
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(d)) for d in delta])
@@ -140,9 +162,25 @@ def build_federated_averaging_process(model_fn, client_optimizer_fn=None,
         chosen = [tf.where(finite, n, c) for n, c in zip(new, current)]
         kept_state = tf.nest.map_structure(lambda n, o: tf.where(finite, n, o),
                                            tuple(optimizer_state), tuple(state.optimizer_state))
+        kept = state.model.non_trainable
+        if non_trainable is not None:  # the clients' mean, unless no client contributed
+            values = list(non_trainable)
+            defined = tf.reduce_all([tf.reduce_all(tf.math.is_finite(tf.cast(v, tf.float64)))
+                                     for v in values]) if values else tf.constant(True)
+            kept = pack(weights.non_trainable, [tf.where(defined, v, o) for v, o in
+                                                zip(values, state.model.non_trainable)])
         model_weights = fcore.Struct([("trainable", pack(weights.trainable, chosen)),
-                                      ("non_trainable", state.model.non_trainable)])
+                                      ("non_trainable", kept)])
         return fcore.Struct([("model", model_weights), ("optimizer_state", kept_state)])
+
+    if average_non_trainable:
+        @fcore.tf_computation(state_type, weights.trainable_type, weights.non_trainable_type)
+        def server_update(state, weights_delta, non_trainable):
+            return server_update_fn(state, weights_delta, non_trainable)
+    else:
+        @fcore.tf_computation(state_type, weights.trainable_type)
+        def server_update(state, weights_delta):
+            return server_update_fn(state, weights_delta)
 
     parameter = fcore.StructType([fcore.FederatedType(state_type, fcore.SERVER),
                                   fcore.FederatedType(data_type, fcore.CLIENTS)])
@@ -152,7 +190,11 @@ def build_federated_averaging_process(model_fn, client_optimizer_fn=None,
         client_outputs = fcore.federated_map(
             client_update, fcore.federated_zip((client_model, federated_dataset)))
         delta = fcore.federated_mean(client_outputs.weights_delta, client_outputs.client_weight)
-        new_state = fcore.federated_map(server_update, fcore.federated_zip((server_state, delta)))
+        update = [server_state, delta]
+        if average_non_trainable:
+            update.append(fcore.federated_mean(client_outputs.non_trainable,
+                                               client_outputs.client_weight))
+        new_state = fcore.federated_map(server_update, fcore.federated_zip(tuple(update)))
         metrics = _placed_at_server(
             model.federated_output_computation(client_outputs.model_output))
         if with_report:

@@ -30,8 +30,15 @@ class ModelWeights:
     def trainable_type(self):
         return _struct_type(self.trainable)
 
+    @property
+    def non_trainable_type(self):
+        return _struct_type(self.non_trainable)
+
     def trainable_variables(self):
         return [v for _, v in self.trainable]
+
+    def non_trainable_variables(self):
+        return [v for _, v in self.non_trainable]
 
     def snapshot(self):
         """The current values as NumPy arrays: `(trainable list, non_trainable list)`."""

@@ -26,27 +26,35 @@ class Reduction:
         self.type_ = fn_type.result.member
         self.types = structure.leaf_types(self.type_)
         self.reducer, self.empty = reducer, empty
+        # integer sums run in Python ints: a total the dtype cannot hold is an error
+        self.exact = [reducer is np.add and t.dtype.kind in "iu" for t in self.types]
         self.totals = None
 
     def add(self, member):
         leaves = [np.asarray(x) for x in structure.leaves(member)]
-        self.totals = leaves if self.totals is None else self._combine(self.totals, leaves)
+        self.totals = self._own(leaves) if self.totals is None else \
+            self._combine(self.totals, leaves)
 
     def merge(self, other):
         if other.totals is not None:
-            self.totals = other.totals if self.totals is None else \
+            self.totals = self._own(other.totals) if self.totals is None else \
                 self._combine(self.totals, other.totals)
+
+    def _own(self, leaves):
+        return [impls.exact(x) if exact else x for x, exact in zip(leaves, self.exact)]
 
     def _combine(self, totals, leaves):
         for a, b in zip(totals, leaves):
             impls.same_shapes(self.name, a, b)
-        return [self.reducer(a, b) for a, b in zip(totals, leaves)]
+        return [a + impls.exact(b) if exact else self.reducer(a, b)
+                for a, b, exact in zip(totals, leaves, self.exact)]
 
     def result(self):
         if self.totals is None:
             return self.empty(self.type_)
-        return structure.rebuild(self.type_, [impls._cast(t, v)
-                                           for t, v in zip(self.types, self.totals)])
+        return structure.rebuild(self.type_, [
+            impls.exact_sum(t, v, self.name) if exact else impls._cast(t, v)
+            for t, v, exact in zip(self.types, self.totals, self.exact)])
 
 
 def _undefined(name):

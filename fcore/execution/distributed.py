@@ -278,7 +278,7 @@ class _ClientProgram:
             raise _Unsupported()
         name = f"_i{len(self.inputs)}"
         self.inputs.append((name, type_))
-        value = self._once(node)
+        value = _travelling(self._once(node), type_)
         if isinstance(type_, core.FederatedType) and structure.is_client_list(type_):
             self.client_inputs[name] = (value, type_)
         else:
@@ -306,6 +306,34 @@ def _merge_weight(uri, argument):
 
 
 _programs = LRU(32)  # program text, leaves and lengths -> (saved bytes, digest), per process
+
+
+def _travelling(value, type_):
+    """`value` with its `tf.data.Dataset`s as lists of their elements (a dataset cannot be
+    sent to a worker). A dataset of unknown or infinite length keeps the pass on the
+    driver."""
+    if isinstance(type_, core.SequenceType):
+        if isinstance(value, (list, tuple)):
+            return value
+        from fcore.tracing.tf_function import dataset_elements
+        elements = dataset_elements(value, type_.element)
+        if elements is None:
+            raise _Unsupported()
+        return elements
+    if isinstance(type_, core.FederatedType):
+        if structure.is_client_list(type_) or (type_.placement.name == "SERVER" and
+                                               not type_.all_equal):
+            return [_travelling(member, type_.member) for member in value]
+        return _travelling(value, type_.member)
+    if isinstance(type_, core.StructType) and structure.contains(type_, _has_sequence):
+        from fcore.struct import Struct
+        return Struct([(name, _travelling(v, t)) for (name, t), v in zip(type_.items(), value)])
+    return value
+
+
+def _has_sequence(type_):
+    return isinstance(type_, core.SequenceType) or (
+        isinstance(type_, core.FederatedType) and _has_sequence(type_.member))
 
 
 def _sequence_lengths(client_inputs):
@@ -451,10 +479,14 @@ def _combine(uri, values, type_):
     leaf_types = structure.leaf_types(type_)
     leaves = []
     for position, t in enumerate(leaf_types):
-        parts = [structure.leaves(v)[position] for v in values]
+        parts = [np.asarray(structure.leaves(v)[position]) for v in values]
+        impls.same_shapes(uri, *parts)
+        if reduce is np.add and t.dtype.kind in "iu":  # exactly: no wrap-around
+            leaves.append(impls.exact_sum(t, sum(impls.exact(p) for p in parts), uri))
+            continue
         acc = parts[0]
         for part in parts[1:]:
-            acc = reduce(np.asarray(acc), np.asarray(part))
+            acc = reduce(acc, part)
         leaves.append(impls._cast(t, acc))
     return structure.rebuild(type_, leaves)
 

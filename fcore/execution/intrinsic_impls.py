@@ -48,8 +48,17 @@ def same_shapes(what, *values):
 def _sum(type_, members, what="federated_sum"):
     def add(t, *xs):
         same_shapes(what, *xs)
-        return _cast(t, functools.reduce(np.add, xs)) if xs else _zeros(t)
+        if not xs:
+            return _zeros(t)
+        if t.dtype.kind in "iu":  # exactly, in Python ints: no silent wrap-around
+            return exact_sum(t, functools.reduce(np.add, [exact(x) for x in xs]), what)
+        return _cast(t, functools.reduce(np.add, xs))
     return structure.map_structure(add, type_, *members)
+
+
+def exact(value):
+    """An integer value as Python ints (an object array), to be summed without overflow."""
+    return np.asarray(value).astype(object)
 
 
 @_implements("federated_broadcast")  # of an all-equal server value: the value itself
@@ -223,13 +232,16 @@ def _secure_sum(interp, fn_type, argument, bounds_of, modulus_of, what):
 
 
 def exact_sum(type_, total, what):
-    """A secure sum's exact total (Python ints) as a value of `type_`; a total the dtype
+    """An integer sum's exact total (Python ints) as a value of `type_`; a total the dtype
     cannot hold is an error, not a wrapped-around number."""
     total = np.asarray(total, dtype=object)
     info = np.iinfo(type_.dtype)
     if total.size and (total.max() > info.max or total.min() < info.min):
-        raise ExecutionError(f"{what}: the sum {total.tolist()} does not fit "
-                             f"{type_.dtype.name}; declare the values with a wider dtype.")
+        shown = total.tolist() if total.size <= 8 else \
+            f"with elements from {total.min()} to {total.max()}"
+        raise ExecutionError(f"{what}: the sum {shown} does not fit {type_.dtype.name} (the "
+                             f"dtype of the clients' values); declare the values with a "
+                             f"wider dtype.")
     return _cast(type_, total.astype(type_.dtype))
 
 

@@ -9,11 +9,14 @@ shrinks to building the group's stacked inputs. Anything else takes the per-clie
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from fcore import structure
 from fcore.execution import accumulators
 from fcore.execution.cache import LRU
+from fcore.execution.errors import ExecutionError
 from fcore.execution.reference import Environment, Interpreter
 from fcore.ir import analysis, nodes
 from fcore.struct import Struct
@@ -21,9 +24,22 @@ from fcore.tracing import tf_function as tff
 from fcore.types import core
 
 _LOWERED = ("federated_sum", "federated_mean", "federated_weighted_mean")
-# structure key (with the leaf's id) -> compiled group function; a hit must hold the same
-# leaf object (an id may be reused once a leaf is gone)
-_compiled = LRU(64)
+_FALLBACK_LOCK = threading.Lock()
+CACHE_SIZE = 16  # compiled client loops kept per TF leaf (least recently used dropped)
+
+
+def _cache_of(leaf):
+    """The compiled client loops of `leaf`, kept on the leaf itself: they live as long as
+    the computation that holds the leaf (a dropped process frees its graphs and model)."""
+    cache = getattr(leaf, "_lowered", None)
+    if cache is None:
+        cache = leaf._lowered = LRU(CACHE_SIZE)
+    return cache
+
+
+def compiled_loops(leaf):
+    """The compiled client loops kept for `leaf` (for tests and the soak benchmark)."""
+    return list(getattr(leaf, "_lowered", {}).values())
 
 
 class _NotLowerable(Exception):
@@ -158,10 +174,11 @@ class _Plan:
             else:
                 shared.append(value)
                 layout.append(("shared", len(shared) - 1))
-        structure = (id(self.leaf), key_shapes(key), self._text(), lengths)
-        function = _compiled.get(structure)
-        if function is None or function.plan.leaf is not self.leaf:
-            function = _compiled[structure] = _GroupFunction(self, concrete, layout)
+        structure = (key_shapes(key), self._text(), lengths)
+        cache = _cache_of(self.leaf)
+        function = cache.get(structure)
+        if function is None:
+            function = cache[structure] = _GroupFunction(self, concrete, layout)
         return function(shared, stacked)
 
     def _text(self):
@@ -171,6 +188,26 @@ class _Plan:
         return tuple(str(n) for _, n in self.post) + tuple(
             (n.function.uri, str(n.function.type_signature), str(o))
             for (_, n), o in zip(self.aggregates, self.operands)) + tuple(self.kept)
+
+
+def _sum_dtype(type_):
+    """The dtype a sum of `type_` accumulates in: integers of up to 32 bits in 64 bits
+    (exact for any number of clients a round has; the total is range-checked after)."""
+    import tensorflow as tf
+    if type_.dtype.kind == "i":
+        return tf.int64
+    if type_.dtype.kind == "u":
+        return tf.uint64
+    return tf.as_dtype(type_.dtype)
+
+
+def _wrapped(total, leaf, added):
+    """Whether `total + leaf` (= `added`) wrapped around, for 64-bit integers."""
+    import tensorflow as tf
+    if total.dtype == tf.uint64:
+        return tf.reduce_any(added < total)
+    same_sign = tf.equal(total >= 0, leaf >= 0)
+    return tf.reduce_any(tf.logical_and(same_sign, tf.not_equal(added >= 0, total >= 0)))
 
 
 def key_shapes(key):
@@ -189,22 +226,34 @@ class _GroupFunction:
     def __init__(self, plan, concrete, layout):
         self.plan, self.concrete, self.layout = plan, concrete, layout
         self.functions = None
+        self.traced = None  # every tf.function made (for compile counts)
 
     jit = True  # alike shapes: XLA first, then a plain graph if XLA refuses
 
     def __call__(self, shared, *data):
         import tensorflow as tf
         if self.functions is None:
-            self.functions = ([tf.function(self._loop, jit_compile=True)] if self.jit else []) \
-                + [tf.function(self._loop)]
+            # reduce_retracing: inputs of new sizes (more clients, longer columns) reuse a
+            # graph with unknown dimensions instead of tracing one per size
+            self.functions = ([tf.function(self._loop, jit_compile=True, reduce_retracing=True)]
+                              if self.jit else []) + \
+                [tf.function(self._loop, reduce_retracing=True)]
+            self.traced = list(self.functions)
         shared = [_tensor(s) if not isinstance(s, (list, Struct)) else s for s in shared]
         data = tf.nest.map_structure(_tensor, data)
+        with self.plan.leaf.exclusive():  # a leaf that trains a model: one thread at a time
+            return self._call(shared, data)
+
+    def _call(self, shared, data):
         while self.functions:
+            function = self.functions[0]
             try:
-                outputs = self.functions[0](shared, *data)
+                outputs = function(shared, *data)
                 break
             except Exception:  # noqa: BLE001 - XLA may refuse the graph: try without it
-                self.functions.pop(0)
+                with _FALLBACK_LOCK:
+                    if self.functions and self.functions[0] is function:
+                        self.functions.pop(0)
         else:
             return None
         return self._unpack(outputs, self._size(*data))
@@ -240,7 +289,8 @@ class _GroupFunction:
                 initial += [tf.zeros(t.shape, tf.float64) for t in types] + \
                     [tf.constant(0.0, tf.float64)]
             else:
-                initial += [tf.zeros(t.shape, t.dtype) for t in types]
+                initial += [tf.zeros(t.shape, _sum_dtype(t)) for t in types]
+        initial.append(tf.constant(False))  # an int64 sum overflowed
         kept_types = [structure.leaf_types(plan.types[name]) for name in plan.kept]
         arrays = [tf.TensorArray(t.dtype, size=count) for types in kept_types for t in types]
 
@@ -271,7 +321,12 @@ class _GroupFunction:
                     cursor += 1
                 else:
                     for leaf in structure.leaves(value):
-                        totals[cursor] += tf.cast(leaf, totals[cursor].dtype)
+                        total = totals[cursor]
+                        added = total + tf.cast(leaf, total.dtype)
+                        if total.dtype in (tf.int64, tf.uint64):  # check: no wrap-around
+                            totals[-1] = tf.logical_or(totals[-1], _wrapped(
+                                total, tf.cast(leaf, total.dtype), added))
+                        totals[cursor] = added
                         cursor += 1
             arrays = list(arrays)
             position = 0
@@ -301,6 +356,9 @@ class _GroupFunction:
     def _unpack(self, outputs, size):
         totals, arrays = outputs
         totals = [t.numpy() for t in totals]
+        if totals.pop():
+            raise ExecutionError("federated_sum: the sum of the clients' 64-bit integer "
+                                 "values does not fit their dtype.")
         accs, cursor = [], 0
         for _, node in self.plan.aggregates:
             uri, fn_type = node.function.uri, node.function.type_signature
@@ -336,6 +394,7 @@ class _RaggedFunction(_GroupFunction):
     def __init__(self, plan, concretes, width, shared_count):
         super().__init__(plan, None, None)
         self.concretes, self.width, self.shared_count = concretes, width, shared_count
+        self.lengths = [length for length, _ in concretes]
 
     def _size(self, branch, starts, sizes, columns):
         return len(branch)
@@ -421,16 +480,28 @@ def run_ragged(plan, indices, rows):
             if len(values) != 1:
                 return None  # a per-client value outside the sequence
             shared.append(rows[indices[0]][position])
-    lengths = sorted({len(rows[i][sequence]) for i in indices})
-    if lengths[-1] > tff.MAX_UNROLL:
+    if any(not isinstance(rows[i][sequence], list) and int(rows[i][sequence].cardinality()) < 0
+           for i in indices):
+        return None  # a dataset of unknown length: run client by client
+    needed = sorted({len(rows[i][sequence]) for i in indices})
+    if needed[-1] > tff.MAX_UNROLL:
         return None
-    concretes = []
-    for length in lengths:
+    for length in needed:  # the leaf keeps each unrolled variant it traces
         sample = next(rows[i] for i in indices if len(rows[i][sequence]) == length)
-        concrete = plan.leaf._unrolled_for(plan.param_leaves, sample)
-        if concrete is None:
+        if plan.leaf._unrolled_for(plan.param_leaves, sample) is None:
             return None
-        concretes.append((length, concrete))
+    cache = _cache_of(plan.leaf)
+    structure = ("ragged", plan._text(), width,
+                 tuple((t.dtype, t.shape[1:] if t.shape else t.shape)
+                       for t in tff._leaves(element_type)))
+    function = cache.get(structure)
+    if function is None or not set(needed) <= set(function.lengths):
+        # one loop for every number of batches seen so far: a round whose clients have
+        # new lengths traces it again (at most once per new length), any other reuses it
+        lengths = sorted(set(needed) | set(function.lengths if function else ()))
+        concretes = [(length, plan.leaf._unrolled[(length,)]) for length in lengths]
+        function = cache[structure] = _RaggedFunction(plan, concretes, width, len(shared))
+    lengths = function.lengths
     longest = lengths[-1]
     starts = [np.zeros((len(indices), max(longest, 1)), np.int32) for _ in range(width)]
     sizes = [np.zeros((len(indices), max(longest, 1)), np.int32) for _ in range(width)]
@@ -449,11 +520,6 @@ def run_ragged(plan, indices, rows):
         return None
     columns = [_aligned_concatenate(p) for p in pieces]
     branch = np.array([lengths.index(len(rows[i][sequence])) for i in indices], np.int32)
-    structure = ("ragged", id(plan.leaf), tuple(lengths), plan._text(),
-                 tuple((c.dtype, c.shape[1:]) for c in columns))
-    function = _compiled.get(structure)
-    if function is None or function.plan.leaf is not plan.leaf:
-        function = _compiled[structure] = _RaggedFunction(plan, concretes, width, len(shared))
     return function(shared, branch, starts, sizes, columns)
 
 

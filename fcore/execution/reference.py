@@ -119,17 +119,17 @@ class Interpreter:
         parameter_type = computation.type_signature.parameter
         if parameter_type is not None:
             argument = self.bind_functions(argument, parameter_type)
-        return self.evaluate(self.prepare(computation.ir), Environment())(argument)
+        return self.evaluate(self.prepare(computation), Environment())(argument)
 
-    def prepare(self, ir):
-        """The IR this interpreter evaluates for `ir` (subclasses rename it)."""
-        return ir
+    def prepare(self, computation):
+        """The IR this interpreter evaluates for `computation` (subclasses rename it)."""
+        return computation.ir
 
     def bind_functions(self, value, type_):
         """`value` with the computations given as arguments (`values.ComputationArgument`)
         made functions that this interpreter runs."""
         if isinstance(value, values.ComputationArgument):
-            return self.evaluate(self.prepare(value.computation.ir), Environment())
+            return self.evaluate(self.prepare(value.computation), Environment())
         if isinstance(type_, core.StructType) and isinstance(value, Struct) and \
                 structure.contains(type_, _is_function):
             return Struct([(name, self.bind_functions(v, t))

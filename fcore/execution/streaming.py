@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from fcore import structure
 from fcore.execution import accumulators, intrinsic_impls as impls
-from fcore.execution.cache import LRU
 from fcore.execution.context import register_executor
 from fcore.execution.reference import Environment, Interpreter
 from fcore.ir import analysis, nodes
@@ -104,8 +103,8 @@ class StreamingInterpreter(Interpreter):
             used |= analysis.free_names(node)
         return used & computed
 
-    def prepare(self, ir):
-        return unique_ir(ir)
+    def prepare(self, computation):
+        return unique_ir(computation)
 
     def run_leaf(self, leaf, argument):
         # Short sequences given as lists run unrolled, without a tf.data pipeline per call.
@@ -298,16 +297,17 @@ def _needed(per_client, roots, stop=()):
     return needed
 
 
-_unique = LRU(64)  # id(ir) -> (ir, renamed ir)
-
-
-def unique_ir(ir):
-    """`ir` with unique binder names (`analysis.uniquify`): streamed blocks keep their
-    locals in one flat scope, where a rebound or shadowed name would otherwise change what
-    another binding sees. Cached for the last few computations run."""
-    entry = _unique.get(id(ir))
-    if entry is None or entry[0] is not ir:
-        entry = _unique[id(ir)] = (ir, analysis.uniquify(ir))
+def unique_ir(computation):
+    """The computation's IR with unique binder names (`analysis.uniquify`): streamed blocks
+    keep their locals in one flat scope, where a rebound or shadowed name would otherwise
+    change what another binding sees. Kept on the computation (it lives as long as it)."""
+    entry = getattr(computation, "_unique_ir", None)
+    if entry is None or entry[0] is not computation.ir:
+        entry = (computation.ir, analysis.uniquify(computation.ir))
+        try:
+            computation._unique_ir = entry
+        except AttributeError:  # an object that takes no attributes: rename every call
+            pass
     return entry[1]
 
 

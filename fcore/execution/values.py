@@ -199,7 +199,15 @@ def _to_tensor(value, type_spec, path):
     _check_shape(array.shape, type_spec, fail)
     if dst == _STR:
         return _encode_strings(array)
-    array = array.astype(dst, copy=False)  # no copy when the dtype already fits
+    source = array
+    with np.errstate(over="ignore", invalid="ignore"):
+        array = array.astype(dst, copy=False)  # no copy when the dtype already fits
+    if dst.kind in "fc" and array is not source and source.dtype.kind in "iufc":
+        overflow = np.isfinite(source) & ~np.isfinite(array)
+        if np.any(overflow):
+            bad = source[overflow].flat[0] if source.ndim else source[()]
+            raise fail(f"{bad!r} does not fit {name} (it would become "
+                       f"{array[overflow].flat[0] if array.ndim else array[()]})")
     return array[()] if array.ndim == 0 else array
 
 

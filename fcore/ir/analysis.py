@@ -6,21 +6,40 @@ from fcore.ir import nodes
 
 
 def free_names(node: nodes.Node) -> set:
-    """The names `node` references without binding them itself."""
-    if isinstance(node, nodes.Reference):
-        return {node.name}
-    if isinstance(node, nodes.Lambda):
-        return free_names(node.body) - {node.parameter_name}
-    if isinstance(node, nodes.Block):
-        names, bound = set(), set()
-        for name, value in node.locals:
-            names |= free_names(value) - bound
-            bound.add(name)
-        return names | (free_names(node.result) - bound)
-    names = set()
-    for child in node.children():
-        names |= free_names(child)
-    return names
+    """The names `node` references without binding them itself.
+
+    Walks with an explicit stack (no recursion, so any depth works) and counts the binders
+    in scope, so a long let-chain takes linear time."""
+    free, bound, stack = set(), {}, [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, tuple):  # ("bind" or "unbind", name)
+            action, name = item
+            if action == "bind":
+                bound[name] = bound.get(name, 0) + 1
+            elif bound[name] == 1:
+                del bound[name]
+            else:
+                bound[name] -= 1
+        elif isinstance(item, nodes.Reference):
+            if item.name not in bound:
+                free.add(item.name)
+        elif isinstance(item, nodes.Lambda):
+            if item.parameter_name is None:
+                stack.append(item.body)
+            else:
+                stack += [("unbind", item.parameter_name), item.body,
+                          ("bind", item.parameter_name)]
+        elif isinstance(item, nodes.Block):
+            work = []
+            for name, value in item.locals:
+                work += [value, ("bind", name)]
+            work.append(item.result)
+            work += [("unbind", name) for name, _ in reversed(item.locals)]
+            stack.extend(reversed(work))
+        else:
+            stack.extend(reversed(item.children()))
+    return free
 
 
 def lift_calls(locals_, result, uris, fresh):
@@ -69,9 +88,26 @@ def uniquify(node: nodes.Node) -> nodes.Node:
     return _Renamer(used).rename(node, {})
 
 
+_UNBOUND = object()
+
+
 class _Renamer:
     def __init__(self, used):
         self.used = used
+
+    @staticmethod
+    def _bind(scope, name, new):
+        saved = (name, scope.get(name, _UNBOUND))
+        scope[name] = new
+        return saved
+
+    @staticmethod
+    def _restore(scope, saved):
+        for name, old in reversed(saved):
+            if old is _UNBOUND:
+                del scope[name]
+            else:
+                scope[name] = old
 
     def binder(self, name):
         if name not in self.used:
@@ -85,6 +121,8 @@ class _Renamer:
         return fresh
 
     def rename(self, node, scope):
+        """`node` renamed; `scope` (old name -> new name) is one dict, updated on entering a
+        binder and restored on leaving it (linear in the length of a let-chain)."""
         if isinstance(node, nodes.Reference):
             new = scope.get(node.name, node.name)
             return node if new == node.name else nodes.Reference(new, node.type_signature)
@@ -93,19 +131,22 @@ class _Renamer:
                 body = self.rename(node.body, scope)
                 return node if body is node.body else nodes.Lambda(None, None, body)
             name = self.binder(node.parameter_name)
-            body = self.rename(node.body, {**scope, node.parameter_name: name})
+            saved = self._bind(scope, node.parameter_name, name)
+            body = self.rename(node.body, scope)
+            self._restore(scope, [saved])
             if name == node.parameter_name and body is node.body:
                 return node
             return nodes.Lambda(name, node.parameter_type, body)
         if isinstance(node, nodes.Block):
-            locals_, changed = [], False
+            locals_, changed, saved = [], False, []
             for name, value in node.locals:
                 new_value = self.rename(value, scope)
                 new_name = self.binder(name)
-                scope = {**scope, name: new_name}
+                saved.append(self._bind(scope, name, new_name))
                 changed |= new_value is not value or new_name != name
                 locals_.append((new_name, new_value))
             result = self.rename(node.result, scope)
+            self._restore(scope, saved)
             if not changed and result is node.result:
                 return node
             return nodes.Block(locals_, result)

@@ -70,59 +70,82 @@ def _leaf_base(name):
 
 
 class _Printer:
+    """Prints without recursion: each node becomes a list of pieces, strings and
+    `(child, indent)` pairs, expanded from an explicit stack, so any depth prints."""
+
     def __init__(self, leaf_names, formatted):
         self.leaf_names = leaf_names
         self.formatted = formatted
 
     def text(self, node, indent):
-        method = getattr(self, "_" + type(node).__name__.lower())
-        return method(node, indent)
+        out, stack = [], [(node, indent)]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, str):
+                out.append(item)
+            else:
+                current, level = item
+                pieces = getattr(self, "_" + type(current).__name__.lower())(current, level)
+                stack.extend(reversed(pieces))
+        return "".join(out)
 
     def _reference(self, node, indent):
-        return name_text(node.name)
+        return [name_text(node.name)]
 
     def _selection(self, node, indent):
-        source = self.text(node.source, indent)
-        return f"{source}.{name_text(node.name)}" if node.name is not None else \
-            f"{source}[{node.index}]"
+        suffix = f".{name_text(node.name)}" if node.name is not None else f"[{node.index}]"
+        return [(node.source, indent), suffix]
 
     def _struct(self, node, indent):
-        return "<" + ",".join(
-            self.text(value, indent) if name is None else
-            f"{name_text(name)}={self.text(value, indent)}"
-            for name, value in node.elements) + ">"
+        pieces = ["<"]
+        for i, (name, value) in enumerate(node.elements):
+            if i:
+                pieces.append(",")
+            if name is not None:
+                pieces.append(f"{name_text(name)}=")
+            pieces.append((value, indent))
+        pieces.append(">")
+        return pieces
 
     def _call(self, node, indent):
-        argument = "" if node.argument is None else self.text(node.argument, indent)
-        return f"{self.text(node.function, indent)}({argument})"
+        pieces = [(node.function, indent), "("]
+        if node.argument is not None:
+            pieces.append((node.argument, indent))
+        pieces.append(")")
+        return pieces
 
     def _lambda(self, node, indent):
         parameter = "" if node.parameter_name is None else \
             f"{name_text(node.parameter_name)}:{node.parameter_type}"
-        return f"({parameter} -> {self.text(node.body, indent)})"
+        return [f"({parameter} -> ", (node.body, indent), ")"]
 
     def _block(self, node, indent):
         if not self.formatted:
-            bindings = ",".join(f"{name_text(name)}={self.text(value, indent)}"
-                                for name, value in node.locals)
-            return f"(let {bindings} in {self.text(node.result, indent)})"
+            pieces = ["(let "]
+            for i, (name, value) in enumerate(node.locals):
+                pieces.append(f"{',' if i else ''}{name_text(name)}=")
+                pieces.append((value, indent))
+            pieces += [" in ", (node.result, indent), ")"]
+            return pieces
         pad = " " * (indent + 2)
-        bindings = ",\n".join(f"{pad}{name_text(name)}={self.text(value, indent + 2)}"
-                              for name, value in node.locals)
-        return (f"(let\n{bindings}\n{' ' * indent}in "
-                f"{self.text(node.result, indent)})")
+        pieces = ["(let\n"]
+        for i, (name, value) in enumerate(node.locals):
+            pieces.append(f"{',' + chr(10) if i else ''}{pad}{name_text(name)}=")
+            pieces.append((value, indent + 2))
+        pieces += [f"\n{' ' * indent}in ", (node.result, indent), ")"]
+        return pieces
 
     def _intrinsic(self, node, indent):
-        return node.uri
+        return [node.uri]
 
     def _literal(self, node, indent):
-        return literal_text(node)
+        return [literal_text(node)]
 
     def _placement(self, node, indent):
-        return node.placement.name
+        return [node.placement.name]
 
     def _tfleaf(self, node, indent):
-        return "@" + self.leaf_names[node]
+        return ["@" + self.leaf_names[node]]
 
 
 def literal_text(node: nodes.Literal) -> str:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from fcore.types.errors import TypeParseError
 
-MAX_DEPTH = 256
+MAX_DEPTH = 256  # brackets in the text (types, computations), and the depth of any type
+# Expressions in a computation: the IR's own recursive walks (structural equality, in
+# particular, at up to five Python frames a level) must handle whatever parses, under
+# Python's default recursion limit of 1000, with room for the caller's frames.
+MAX_EXPRESSION_DEPTH = 128
 
 # Friendly names for the grammars' terminals; string terminals are shown quoted.
 _TERMINAL_NAMES = {
@@ -38,18 +44,26 @@ def position(text: str, offset: int):
     return line, column
 
 
+# What the depth check reads: string literals and quoted names (skipped whole, so brackets
+# inside them do not count; an unterminated one runs to the end of the text, which the lexer
+# then reports), `->` (whose `>` closes nothing), and brackets.
+_DEPTH_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\Z)|`(?:[^`\\]|\\.)*(?:`|\Z)|->|[<{(\[>})\]]',
+                           re.DOTALL)
+
+
 def check_depth(text: str, what="type", opening="<{([", closing=">})]") -> None:
-    """Rejects nesting deeper than MAX_DEPTH before parsing, so nothing downstream recurses
-    without bound."""
+    """Rejects bracket nesting deeper than MAX_DEPTH before parsing, so nothing downstream
+    recurses without bound. Brackets inside string literals and quoted names do not count."""
     depth = 0
-    for offset, char in enumerate(text):
+    for match in _DEPTH_TOKENS.finditer(text):
+        char = match.group()
         if char in opening:
             depth += 1
             if depth > MAX_DEPTH:
-                line, column = position(text, offset)
+                line, column = position(text, match.start())
                 raise error(text, line, column,
                             f"nesting is deeper than {MAX_DEPTH} levels.", what)
-        elif char in closing and not (char == ">" and text[offset - 1:offset] == "-"):
+        elif char in closing:
             depth = max(0, depth - 1)
 
 

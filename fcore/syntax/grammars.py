@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import importlib.resources
 from pathlib import Path
 
@@ -36,3 +38,17 @@ def grammar_dir() -> str:
     if _REPO_GRAMMAR.is_dir():
         return str(_REPO_GRAMMAR)
     return str(importlib.resources.files("fcore._grammar"))
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Pauses the cyclic garbage collector while a parse allocates its many small objects
+    (tokens, trees, nodes; no cycles to speak of): otherwise its full collections, each
+    walking everything alive, make long inputs parse in quadratic time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -86,15 +86,27 @@ def _type_transformer():
 def parse_with(grammar: str, text: str, what: str, transformer):
     """Parses `text` with `grammar`, then builds the result with `transformer`; any failure
     becomes a `TypeParseError` with line, column and a caret."""
+    with grammars.gc_paused():
+        return transform(parse_tree(grammar, text, what), text, what, transformer)
+
+
+def parse_tree(grammar: str, text: str, what: str):
+    """The Lark tree of `text` in `grammar`; a syntax error (or nesting deeper than
+    `errors.MAX_DEPTH`) becomes a `TypeParseError` with line, column and a caret."""
     import lark
     if not isinstance(text, str):
         raise TypeError(f"Expected {what} text (a str), found {type(text).__name__}.")
     errors.check_depth(text, what)
     parser = grammars.lalr_parser(grammar)
     try:
-        tree = parser.parse(text)
+        return parser.parse(text)
     except lark.exceptions.UnexpectedInput as e:
         raise errors.from_lark(e, text, _terminals(parser), what) from None
+
+
+def transform(tree, text: str, what: str, transformer):
+    """`transformer` applied to `tree` (of `text`), its failures reported at their place."""
+    import lark
     try:
         return transformer.transform(tree)
     except lark.exceptions.VisitError as e:

@@ -4,13 +4,20 @@ runtime values (NumPy values, `fcore.Struct`s, lists or `tf.data.Dataset`s for s
 from __future__ import annotations
 
 import collections
+import contextlib
 import inspect
+import threading
 
 import numpy as np
 
 from fcore import structure
 from fcore.struct import Struct, pack, python_items
 from fcore.types import core
+
+
+# Leaves that use TF variables (a Keras model they train) share state with each other: their
+# runs, from any thread, are serialized by this lock.
+STATEFUL_LOCK = threading.RLock()
 
 
 class TFFunction:
@@ -44,7 +51,21 @@ class TFFunction:
         With `unroll`, sequences given as short lists run in a variant traced for those
         lengths, where each sequence is a Python list of its elements, so the loop over them
         is unrolled into the graph instead of iterating a `tf.data.Dataset` (which costs
-        milliseconds per call). The variant is traced once per combination of lengths."""
+        milliseconds per call). The variant is traced once per combination of lengths.
+
+        A leaf that uses TF variables (a model it trains) runs under `STATEFUL_LOCK`, so
+        calls from several threads do not interleave their assignments and reads."""
+        with self.exclusive():
+            return self._run(value, unroll)
+
+    def exclusive(self):
+        """A context that holds `STATEFUL_LOCK` if this leaf uses TF variables."""
+        stateful = getattr(self, "_stateful", None)
+        if stateful is None:
+            stateful = self._stateful = bool(self.captured_variables())
+        return STATEFUL_LOCK if stateful else contextlib.nullcontext()
+
+    def _run(self, value, unroll):
         leaves = [] if self.parameter_type is None else _leaves(self.parameter_type)
         values = [] if self.parameter_type is None else _flatten(self.parameter_type, value)
         if unroll and any(isinstance(t, core.SequenceType) for t in leaves):
@@ -261,8 +282,16 @@ def _materialized(value, type_):
     count = int(value.cardinality())
     if count < 0 or count > MAX_UNROLL:  # unknown, infinite or long
         return value
-    return [_unflatten(type_.element, _nest_leaves(type_.element, element), for_python=False)
-            for element in value.as_numpy_iterator()]
+    return dataset_elements(value, type_.element)
+
+
+def dataset_elements(dataset, element_type):
+    """The elements of a finite dataset as runtime values (a list), or None when its length
+    is unknown or infinite."""
+    if int(dataset.cardinality()) < 0:
+        return None
+    return [_unflatten(element_type, _nest_leaves(element_type, element), for_python=False)
+            for element in dataset.as_numpy_iterator()]
 
 
 def _nest_leaves(type_, element):

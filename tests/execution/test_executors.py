@@ -102,10 +102,10 @@ def test_clients_run_compiled_in_graphs_with_the_same_results():
                                       y=rng.integers(0, 10, 20).astype(np.int32))]
              for _ in range(lowering.MIN_GROUP + 2)]
     data = alike + random_client_data(3, seed=4)  # and a few odd ones, sliced from ragged arrays
-    before = set(lowering._compiled)
     (ref_state, ref_metrics), (fast_state, fast_metrics) = run_both(process.next, state, data)
-    new = [key for key in lowering._compiled if key not in before]
-    assert sorted(key[0] == "ragged" for key in new) == [False, True]  # XLA group + ragged
+    loops = [loop for leaf in process.next.leaves().values()
+             for loop in lowering.compiled_loops(leaf)]
+    assert sorted(type(loop).__name__ for loop in loops) == ["_GroupFunction", "_RaggedFunction"]
     assert_close(ref_state, fast_state)
     assert_close(ref_metrics, fast_metrics)
     assert process.next.last_report.clients == len(data)

@@ -1,0 +1,1 @@
+"""Differential tests: random well-typed fcore programs checked against a NumPy oracle."""
