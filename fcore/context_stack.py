@@ -1,6 +1,7 @@
 """The context stack: what calling a computation means right now.
 
-Calling a computation asks the current context to `invoke` it, in the spirit of TFF's
+Calling a computation packs its Python arguments into one argument and asks the current
+context to `invoke(computation, argument)` it, in the spirit of TFF's
 context stack. While a federated computation is traced, the current context is a tracing
 context (the call becomes IR); otherwise it is an execution context (the call runs on an
 executor). Contexts are installed with `install`, one stack per thread; when none is
@@ -25,8 +26,9 @@ class Context:
     #: True for a context that traces calls into IR rather than running them.
     is_tracing = False
 
-    def invoke(self, computation, args, kwargs):
-        """Calls `computation` with Python positional and keyword arguments."""
+    def invoke(self, computation, argument):
+        """Calls `computation` with its one argument (None for a computation without a
+        parameter), packed from the caller's Python arguments as TFF packs them."""
         raise NotImplementedError
 
 

@@ -1,6 +1,7 @@
 """Helpers shared by the tests (importable as `support`: pytest puts tests/ on the path)."""
 
 import collections
+import collections.abc
 
 import numpy as np
 
@@ -48,6 +49,8 @@ def _plain(value):
     import fcore
     if isinstance(value, (fcore.Struct, list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, collections.abc.Mapping):
+        return [_plain(v) for v in value.values()]
     return np.asarray(value, dtype=np.float64)
 
 

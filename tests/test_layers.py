@@ -16,7 +16,7 @@ LAYERS = {
     "ir": 2, "structure": 2,
     "intrinsics": 3, "computation": 3,
     "syntax": 4, "tracing": 4,
-    "serialization": 5, "templates": 5,
+    "serialization": 5, "templates": 5, "mapreduce": 5,
     "execution": 6,
     "fcore": 7,  # the package's __init__: the public API
     "demo": 8,

@@ -53,9 +53,9 @@ class ExecutionContext(context_stack.Context):
         """`run(computation, runtime argument, num_clients, context)` of this kind."""
         return _EXECUTORS[self.kind][0]
 
-    def invoke(self, computation, args, kwargs):
+    def invoke(self, computation, argument):
         from fcore.execution import runner
-        return runner.call(computation, args, kwargs, self)
+        return runner.call(computation, argument, self)
 
     def __repr__(self):
         return f"ExecutionContext({self.kind!r}, num_clients={self.num_clients})"

@@ -6,18 +6,16 @@ from __future__ import annotations
 from fcore import structure
 from fcore.execution import values
 from fcore.execution.errors import needs_num_clients
-from fcore.tracing.calls import pack_arguments
 from fcore.types import core
 from fcore.types.errors import TypeMismatchError
 
 
-def call(computation, args, kwargs, context):
-    """Runs `computation` with the executor of the execution context `context`. Errors in
-    the arguments name the computation's `shown_as` if it has one (the computation the user
-    called, where that one runs a twin of it)."""
+def call(computation, argument, context):
+    """Runs `computation` on its (packed) argument with the executor of the execution
+    context `context`. Errors in the argument name the computation's `shown_as` if it has
+    one (the computation the user called, where that one runs a twin of it)."""
     fn_type = computation.type_signature
     shown = getattr(computation, "shown_as", None) or computation
-    argument = pack_arguments(fn_type.parameter, args, kwargs, shown.name)
     runtime = None
     if fn_type.parameter is not None:
         try:

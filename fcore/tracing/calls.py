@@ -3,50 +3,10 @@ into the parameter's struct, type checking them, and binding the call."""
 
 from __future__ import annotations
 
+from fcore.computation import pack_arguments
 from fcore.ir import nodes
 from fcore.tracing import value as values
 from fcore.types import core
-from fcore.types.errors import TypeMismatchError
-
-
-def pack_arguments(parameter_type, args, kwargs, name):
-    """The single argument for `parameter_type` from Python positional and keyword arguments.
-
-    Several arguments fill a struct parameter by position and then by name; one argument is
-    the whole parameter (or its only element)."""
-    count = len(args) + len(kwargs)
-    if parameter_type is None:
-        if count:
-            raise TypeMismatchError(f"{name} takes no arguments, found {count}.")
-        return None
-    if count == 0:
-        raise TypeMismatchError(f"{name} takes an argument of type {parameter_type}, found none.",
-                                parameter_type)
-    if count == 1 and not kwargs:
-        return args[0]
-    if not isinstance(parameter_type, core.StructType):
-        raise TypeMismatchError(f"{name} takes one argument of type {parameter_type}, found "
-                                f"{count}.", parameter_type)
-    elements = list(parameter_type.items())
-    if len(args) > len(elements):
-        raise TypeMismatchError(f"{name} takes {len(elements)} arguments ({parameter_type}), "
-                                f"found {len(args)} positional arguments.", parameter_type)
-    filled = list(args)
-    names = [n for n, _ in elements]
-    for key in kwargs:
-        if key not in names:
-            raise TypeError(f"{name} got an unexpected keyword argument {key!r}; its parameter "
-                            f"is {parameter_type}.")
-        if names.index(key) < len(args):
-            raise TypeError(f"{name} got two values for the argument {key!r}.")
-    for index in range(len(args), len(elements)):
-        key = names[index]
-        if key is None or key not in kwargs:
-            raise TypeError(f"{name} is missing the argument {key or index!r} of "
-                            f"{parameter_type}.")
-        filled.append(kwargs[key])
-    from fcore.struct import Struct
-    return Struct(list(zip(names, filled)))
 
 
 def call(function_node: nodes.Node, args, kwargs, name, python_type=None):
@@ -55,7 +15,14 @@ def call(function_node: nodes.Node, args, kwargs, name, python_type=None):
     fn_type = function_node.type_signature
     if not isinstance(fn_type, core.FunctionType):
         raise TypeError(f"{name} is not a function: its type is {fn_type}.")
-    argument = pack_arguments(fn_type.parameter, args, kwargs, name)
+    return call_packed(function_node, pack_arguments(fn_type.parameter, args, kwargs, name),
+                       python_type)
+
+
+def call_packed(function_node: nodes.Node, argument, python_type=None):
+    """Traces a call of `function_node` with its one argument (packed from Python arguments,
+    or None)."""
+    fn_type = function_node.type_signature
     if argument is None:
         return values.bind(nodes.Call(function_node), python_type)
     node = values.to_node(argument, fn_type.parameter)

@@ -63,10 +63,9 @@ class TraceContext(context_stack.Context):
         self.bindings.append((name, node))
         return nodes.Reference(name, node.type_signature)
 
-    def invoke(self, computation, args, kwargs):
+    def invoke(self, computation, argument):
         from fcore.tracing import calls
-        return calls.call(computation.ir, args, kwargs, computation.name,
-                          computation.type_signature.result)
+        return calls.call_packed(computation.ir, argument, computation.type_signature.result)
 
 
 def current() -> TraceContext | None:

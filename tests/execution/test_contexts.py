@@ -65,11 +65,11 @@ def test_a_custom_context_receives_calls():
     calls = []
 
     class Recording(context_stack.Context):
-        def invoke(self, computation, args, kwargs):
-            calls.append((computation.name, args))
+        def invoke(self, computation, argument):
+            calls.append((computation.name, argument))
             return "recorded"
     add = fcore.tf_computation(lambda x, y: x + y, tf.int32, tf.int32)
     with context_stack.install(Recording()):
         assert add(1, 2) == "recorded"
-    assert calls == [("lambda", (1, 2))]
+    assert calls == [("lambda", fcore.Struct([("x", 1), ("y", 2)]))]
     assert add(1, 2) == np.int32(3)
