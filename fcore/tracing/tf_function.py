@@ -40,7 +40,12 @@ class TFFunction:
             return [leaf for leaf in _flatten_output(result)]
 
         self._tf_function = tf.function(traced, input_signature=specs, autograph=True)
-        self._concrete = self._tf_function.get_concrete_function()
+        try:
+            self._concrete = self._tf_function.get_concrete_function()
+        except Exception as e:  # noqa: BLE001 - TF's errors for variables made in the body
+            if _creates_variables(e):
+                raise TypeError(_VARIABLES_MESSAGE) from e
+            raise
         self.type_signature = core.FunctionType(parameter_type, self._result_type)
         self._unrolled = {}  # sequence lengths -> concrete function (or None if it failed)
         self._unrolled_functions = {}  # sequence lengths -> its tf.function (for saving)
@@ -194,6 +199,23 @@ class SavedTFFunction(TFFunction):
 
     def captured_variables(self):
         return list(getattr(self._keep_alive, "captured", []))
+
+
+_VARIABLES_MESSAGE = (
+    "expected a tf_computation that creates no tf.Variable, found one created in its body "
+    "(TensorFlow keeps one variable across calls and cannot start it from the "
+    "computation's arguments). Compute with tensors instead: "
+    "take the values as they come (`w = tf.identity(model['w'])`), differentiate with "
+    "`tf.GradientTape` (`tape.watch(w)`), and return the new values "
+    "(`w - learning_rate * grad`); or create the variables once, outside the computation, "
+    "and `assign` the arguments to them inside it (as learning's FedAvg does with its "
+    "Keras model).")
+
+
+def _creates_variables(error):
+    text = f"{type(error).__name__}: {error}"
+    return "Unliftable" in type(error).__name__ or "tf.Variable" in text or \
+        "could not be lifted" in text
 
 
 def _call_python(fn, parameter_type, argument):
