@@ -9,6 +9,9 @@ Modes:
   reference  fcore, the reference interpreter
   fast       fcore, the fast executor (the default)
   dask       fcore on a 2-worker dask.distributed LocalCluster
+  custom_fast, custom_reference
+             a FedAvg written by hand as TFF's tutorials write it (`dataset.reduce` client
+             update, a clipping leaf, weighted mean, server update) on that executor
 
     python benchmarks/round_benchmark.py --clients 10 100 1000 --modes tf_xla tf_loop fast
     python benchmarks/round_benchmark.py --clients 10000 --examples 5 --modes tf_xla fast
@@ -164,10 +167,78 @@ def fcore_round(clients, mode):
     return run
 
 
+def custom_round(clients, kind):
+    """A FedAvg written by hand as TFF's tutorials write it: a client update that folds its
+    batches with `dataset.reduce`, a second TF leaf that clips each client's delta, a
+    weighted `federated_mean` and a TF server update (the same model, data and rates as the
+    other modes), run on the executor `kind`."""
+    import numpy as np
+    import tensorflow as tf
+
+    import fcore
+    _, weights = initial_weights()
+    data = [batches(x, y) for x, y in clients]
+    weights_type = fcore.StructType([(None, fcore.TensorType(np.float32, w.shape))
+                                     for w in weights])
+    batch_type = fcore.to_type(collections_spec())
+
+    @fcore.tf_computation(weights_type, fcore.SequenceType(batch_type))
+    def client_update(initial, dataset):
+        def step(state, batch):
+            w, n = state
+            with tf.GradientTape() as tape:
+                tape.watch(w)
+                hidden = tf.nn.relu(batch["x"] @ w[0] + w[1])
+                probabilities = tf.nn.softmax(hidden @ w[2] + w[3])
+                loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+                    batch["y"], probabilities))
+            grads = tape.gradient(loss, w)
+            return tuple(a - LR * g for a, g in zip(w, grads)), \
+                n + tf.cast(tf.shape(batch["y"])[0], tf.float32)
+        new, n = dataset.reduce((tuple(initial), tf.constant(0.0)), step)
+        return [a - b for a, b in zip(new, initial)], n
+
+    @fcore.tf_computation(weights_type, np.float32)
+    def clip(delta, norm):
+        return tf.clip_by_global_norm(list(delta), norm)[0]
+
+    @fcore.tf_computation(weights_type, weights_type)
+    def server_update(w, delta):
+        return [a + d for a, d in zip(w, delta)]
+
+    @fcore.federated_computation(fcore.FederatedType(weights_type, fcore.SERVER),
+                                 fcore.FederatedType(fcore.SequenceType(batch_type),
+                                                     fcore.CLIENTS))
+    def next_round(server_weights, client_data):
+        broadcast = fcore.federated_broadcast(server_weights)
+        outputs = fcore.federated_map(client_update, (broadcast, client_data))
+        norm = fcore.federated_broadcast(fcore.federated_value(1e6, fcore.SERVER))
+        clipped = fcore.federated_map(clip, (outputs[0], norm))
+        mean = fcore.federated_mean(clipped, outputs[1])
+        return fcore.federated_map(server_update, (server_weights, mean))
+
+    def run():
+        with fcore.execution_context(kind):
+            return next_round(weights, data)
+    return run
+
+
+def collections_spec():
+    import collections
+
+    import tensorflow as tf
+    return collections.OrderedDict(x=tf.TensorSpec([None, 784], tf.float32),
+                                   y=tf.TensorSpec([None], tf.int32))
+
+
 def measure(mode, num_clients, examples, rounds, split):
     clients = client_arrays(num_clients, examples, split=split)
-    run = pure_tf(clients, xla=mode == "tf_xla") if mode.startswith("tf_") else \
-        fcore_round(clients, mode)
+    if mode.startswith("tf_"):
+        run = pure_tf(clients, xla=mode == "tf_xla")
+    elif mode.startswith("custom_"):
+        run = custom_round(clients, mode[len("custom_"):])
+    else:
+        run = fcore_round(clients, mode)
     start = time.perf_counter()
     run()  # the first round traces and compiles
     first = time.perf_counter() - start
