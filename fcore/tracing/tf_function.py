@@ -136,9 +136,9 @@ class TFFunction:
                 if count is None:
                     leaf_values.append(flat.pop(0))
                 else:
-                    leaf_values.append([_to_nest(t.element, _unflatten(
+                    leaf_values.append(UnrolledSequence([_to_nest(t.element, _unflatten(
                         t.element, [flat.pop(0) for _ in range(width)], for_python=False,
-                        keep_tensors=True)) for _ in range(count)])
+                        keep_tensors=True)) for _ in range(count)], t.element))
             argument = _unflatten(parameter_type, leaf_values, for_python=True)
             result = _to_tensors(_call_python(fn, parameter_type, argument), tf)
             if _type_of(result) != self.type_signature.result:
@@ -293,6 +293,56 @@ def _unflatten(type_, flat, for_python, keep_tensors=False):
 
 
 MAX_UNROLL = 64  # longer sequences iterate a tf.data.Dataset in the graph
+
+
+class UnrolledSequence(list):
+    """A short sequence as its elements, in the unrolled variant of a TF leaf: what code
+    written for a `tf.data.Dataset` does with it (`for`, `reduce`, `map`, `take`, `skip`,
+    `enumerate`, `cardinality`, `element_spec`) runs as plain graph ops, with no `tf.data`
+    pipeline per call. Anything else (`filter`, `batch`, ...) is not here: the leaf then
+    runs on a real dataset, with the same results."""
+
+    def __init__(self, elements, element_type=None):
+        super().__init__(elements)
+        self._element_type = element_type
+
+    def reduce(self, initial_state, reduce_func):
+        state = initial_state
+        for element in self:
+            state = reduce_func(state, element)
+        return state
+
+    def map(self, map_func, *args, **kwargs):
+        return UnrolledSequence(
+            [map_func(*e) if isinstance(e, tuple) else map_func(e) for e in self])
+
+    def take(self, count):
+        return UnrolledSequence(self[:_static_count(count, len(self))], self._element_type)
+
+    def skip(self, count):
+        return UnrolledSequence(self[_static_count(count, len(self)):], self._element_type)
+
+    def enumerate(self, start=0):
+        import tensorflow as tf
+        return UnrolledSequence([(tf.constant(start + i, tf.int64), e)
+                                 for i, e in enumerate(self)])
+
+    def cardinality(self):
+        import tensorflow as tf
+        return tf.constant(len(self), tf.int64)
+
+    @property
+    def element_spec(self):
+        if self._element_type is None:
+            raise AttributeError("element_spec is not known after map")
+        return element_spec(self._element_type)
+
+
+def _static_count(count, length):
+    """A Python int count (take/skip); -1 means all. A tensor count cannot unroll."""
+    if not isinstance(count, (int, np.integer)):
+        raise TypeError("an unrolled sequence takes or skips a Python int number of elements")
+    return length if count < 0 else int(count)
 
 
 def _materialized(value, type_):
