@@ -1,9 +1,31 @@
 """Errors raised while running computations."""
 
+from fcore.types.errors import TypeMismatchError
+
 
 class ExecutionError(RuntimeError):
     """A computation failed while running; the message names the computation and, for work
     done per client, the client index."""
+
+
+class DatasetValueError(TypeMismatchError, ExecutionError):
+    """An element of a `tf.data.Dataset` given for a narrower dtype does not fit it (found as
+    the dataset is read, so it is both a type mismatch and an execution error)."""
+
+
+DATASET_CHECK = "fcore dataset check: "  # marks the message of the in-graph check
+
+
+def dataset_check_error(error):
+    """The `DatasetValueError` that TF's `error` carries from a dataset check, or None."""
+    text = str(error)
+    start = text.find(DATASET_CHECK)
+    if start < 0:
+        return None
+    rest = text[start + len(DATASET_CHECK):].split("\n")[0]
+    message, _, found = rest.partition("] [")
+    found = found.split("]")[0].strip()
+    return DatasetValueError(f"{message.strip()}" + (f" (found {found})." if found else "."))
 
 
 class CardinalityError(ValueError):

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from fcore import structure
-from fcore.execution.errors import ExecutionError
+from fcore.execution.errors import ExecutionError, dataset_check_error
 from fcore.struct import Struct
 from fcore.types import core
 
@@ -305,7 +305,13 @@ def iterate(sequence, element_type):
     if isinstance(sequence, (list, tuple)):
         return list(sequence)
     from fcore.execution.values import to_runtime
-    return [to_runtime(element, element_type) for element in sequence]
+    try:
+        return [to_runtime(element, element_type) for element in sequence]
+    except Exception as e:  # noqa: BLE001 - a failed dataset check surfaces as TF's error
+        checked = dataset_check_error(e)
+        if checked is not None:
+            raise checked from e
+        raise
 
 
 @_implements("sequence_map")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from fcore import structure
 from fcore.execution import intrinsic_impls, values
 from fcore.execution.context import register_executor
-from fcore.execution.errors import ExecutionError, needs_num_clients
+from fcore.execution.errors import ExecutionError, dataset_check_error, needs_num_clients
 from fcore.ir import nodes
 from fcore.struct import Struct
 from fcore.types import core
@@ -107,6 +107,11 @@ class Interpreter:
             try:
                 return self.run_leaf(node.computation, argument)
             except Exception as e:  # any TF failure: name the leaf and the client
+                checked = dataset_check_error(e)
+                if checked is not None:
+                    raise type(checked)(f"{str(checked).rstrip('.')}, read by TF "
+                                        f"computation '{node.name}' (in "
+                                        f"'{self.computation_name}').") from e
                 where = "" if self.client_index is None else f" on client {self.client_index}"
                 raise ExecutionError(f"TF computation '{node.name}' failed{where} (in "
                                      f"'{self.computation_name}'): {type(e).__name__}: "

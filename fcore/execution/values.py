@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 
+from fcore.execution.errors import DATASET_CHECK
 from fcore.struct import Struct, is_namedtuple, pack, python_items
 from fcore.types import core, dtypes
 from fcore.types.assignability import first_difference
@@ -363,7 +364,8 @@ def _cast_dataset(dataset, type_spec, path):
         else:  # no overflow to inf
             fits = tf.equal(tf.math.is_finite(tf.math.real(value)),
                             tf.math.is_finite(tf.math.real(converted)))
-        message = (f"Expected a value of type {type_spec}{' at ' + path if path else ''}: an "
+        message = (f"{DATASET_CHECK}Expected a value of type {type_spec}"
+                   f"{' at ' + path if path else ''}: an "
                    f"element{' ' + where if where else ''} of the dataset ({value.dtype.name}) "
                    f"is out of the range of {dtypes.dtype_name(type_.dtype)}")
         check = tf.debugging.Assert(tf.reduce_all(fits), [message, value])

@@ -284,11 +284,17 @@ def int_total(ds):
 @pytest.mark.parametrize("kind", EXECUTORS)
 def test_dataset_values_out_of_range_fail(kind):
     assert run(kind, int_total, tf.data.Dataset.range(3)) == 3  # int64 that fits: cast
-    with pytest.raises(fcore.ExecutionError, match="out of the range of int32"):
+    with pytest.raises(fcore.TypeMismatchError, match="out of the range of int32") as caught:
         run(kind, int_total, tf.data.Dataset.range(2**31 - 1, 2**31 + 1))
+    assert isinstance(caught.value, fcore.ExecutionError)  # found while the data is read
+    assert str(caught.value).startswith("Expected a value of type int32*")
+    summed = fcore.federated_computation(lambda s: fcore.sequence_sum(s),
+                                         fcore.SequenceType(tf.int32))
+    with pytest.raises(fcore.TypeMismatchError, match="out of the range of int32"):
+        run(kind, summed, tf.data.Dataset.range(2**31 - 1, 2**31 + 1))
     small = fcore.tf_computation(lambda ds: ds.reduce(np.int8(0), lambda a, b: a + b),
                                  fcore.SequenceType(tf.int8))
-    with pytest.raises(fcore.ExecutionError, match="out of the range of int8"):
+    with pytest.raises(fcore.TypeMismatchError, match="out of the range of int8"):
         run(kind, small, tf.data.Dataset.from_tensor_slices(np.array([200], np.uint8)))
 
 
