@@ -92,8 +92,8 @@ class _Plan:
         leaves = [(i, n) for i, (name, n) in enumerate(order)
                   if n.function.uri == "federated_map" and isinstance(n.argument, nodes.Struct)
                   and isinstance(n.argument.elements[0][1], nodes.TFLeaf)]
-        if len(leaves) != 1 or any(uri not in _LOWERED for uri in
-                                   (n.function.uri for _, n in aggregates)):
+        if not leaves or any(uri not in _LOWERED for uri in
+                             (n.function.uri for _, n in aggregates)):
             raise _NotLowerable()
         position, leaf_node = leaves[0]
         self.leaf_name = names[position]
@@ -104,13 +104,40 @@ class _Plan:
         self.pre = order[:position]
         self.post = order[position + 1:]
         local = {self.leaf_name} | {name for name, _ in self.post}
+        # values equal at every client (broadcasts) that steps after the leaf use: inputs of
+        # the compiled loop, like the leaf's own non-sequence inputs
+        self.extras = {}
         for name, node in self.post:
+            for reference in _references(node.argument):
+                if reference.name in local:
+                    continue
+                type_ = reference.type_signature
+                if not (isinstance(type_, core.FederatedType) and type_.all_equal and
+                        type_.placement.name == "CLIENTS"):
+                    raise _NotLowerable()
+                self.extras[reference.name] = type_
+            uri = node.function.uri
+            if uri == "federated_zip_at_clients":
+                if not _by_reference(node.argument):
+                    raise _NotLowerable()
+                continue
             fn = node.argument.elements[0][1] if isinstance(node.argument, nodes.Struct) \
                 else None
-            if node.function.uri != "federated_map" or not isinstance(fn, nodes.Lambda) or \
-                    analysis.free_names(fn) or _has_intrinsics(fn) or \
-                    not analysis.free_names(node.argument) <= local:
+            if uri != "federated_map" or not _by_reference(node.argument.elements[1][1]):
                 raise _NotLowerable()
+            if isinstance(fn, nodes.TFLeaf):  # a further TF leaf on tensors: called in the loop
+                leaf = fn.computation
+                if not hasattr(leaf, "_concrete") or leaf.parameter_type is None or any(
+                        isinstance(t, core.SequenceType) for t in tff._leaves(
+                            leaf.parameter_type)):
+                    raise _NotLowerable()
+            elif not isinstance(fn, nodes.Lambda) or analysis.free_names(fn) or \
+                    _has_intrinsics(fn):
+                raise _NotLowerable()
+        self.extra_names = sorted(self.extras)
+        self.extra_count = sum(len(structure.type_leaves(self.extras[n].member))
+                               for n in self.extra_names)
+        self.extra_values = [once(nodes.Reference(n, self.extras[n])) for n in self.extra_names]
         from fcore.execution.streaming import _client_part
         self.operands = [_client_part(n) for _, n in aggregates]
         if any(not analysis.free_names(o) <= local for o in self.operands) or \
@@ -179,13 +206,21 @@ class _Plan:
         function = cache.get(structure)
         if function is None:
             function = cache[structure] = _GroupFunction(self, concrete, layout)
-        return function(shared, stacked)
+        return function(shared + self.extra_inputs(), stacked)
+
+    def extra_inputs(self):
+        """The flat tensors of the values the steps after the leaf use (`extras`)."""
+        return [leaf for name, value in zip(self.extra_names, self.extra_values)
+                for leaf in structure.flatten(self.extras[name].member, value)]
 
     def _text(self):
         """What, besides the leaf and the shapes, the compiled loop computes: the client
-        steps after the leaf, each aggregation (intrinsic and type) and operand, and the
-        values kept."""
+        steps after the leaf (and which TF leaves they call), each aggregation (intrinsic
+        and type) and operand, and the values kept."""
         return tuple(str(n) for _, n in self.post) + tuple(
+            id(n.argument.elements[0][1].computation) for _, n in self.post
+            if n.function.uri == "federated_map" and
+            isinstance(n.argument.elements[0][1], nodes.TFLeaf)) + tuple(
             (n.function.uri, str(n.function.type_signature), str(o))
             for (_, n), o in zip(self.aggregates, self.operands)) + tuple(self.kept)
 
@@ -276,8 +311,11 @@ class _GroupFunction:
         plan = self.plan
         count = self._count(*data)
         interpreter = Interpreter()
-        functions = {name: interpreter.evaluate(node.argument.elements[0][1], Environment())
-                     for name, node in plan.post}
+        functions = {name: _in_graph(node.argument.elements[0][1], interpreter)
+                     for name, node in plan.post if node.function.uri == "federated_map"}
+        extras, flat = {}, list(shared[len(shared) - plan.extra_count:])
+        for name in plan.extra_names:
+            extras[name] = tff._unflatten(plan.extras[name].member, flat, False, True)
         specs = [(n.function.uri, structure.leaf_types(n.argument.type_signature))
                  for _, n in plan.aggregates]
         initial = []
@@ -296,11 +334,15 @@ class _GroupFunction:
 
         def body(i, totals, arrays):
             outputs = self._client_outputs(i, shared, *data)
-            members = {plan.leaf_name: tff._unflatten(plan.leaf.type_signature.result,
-                                                      list(outputs), False, True)}
+            members = dict(extras)
+            members[plan.leaf_name] = tff._unflatten(plan.leaf.type_signature.result,
+                                                     list(outputs), False, True)
             for name, node in plan.post:
-                members[name] = functions[name](_operand(node.argument.elements[1][1],
-                                                         members))
+                if node.function.uri == "federated_zip_at_clients":
+                    members[name] = _operand(node.argument, members)
+                else:
+                    members[name] = functions[name](_operand(node.argument.elements[1][1],
+                                                             members))
             totals = list(totals)
             cursor = 0
             for (uri, types), operand in zip(specs, plan.operands):
@@ -520,7 +562,38 @@ def run_ragged(plan, indices, rows):
         return None
     columns = [_aligned_concatenate(p) for p in pieces]
     branch = np.array([lengths.index(len(rows[i][sequence])) for i in indices], np.int32)
-    return function(shared, branch, starts, sizes, columns)
+    return function(shared + plan.extra_inputs(), branch, starts, sizes, columns)
+
+
+def _in_graph(fn, interpreter):
+    """A step's function as a function of graph values: a lambda as the reference
+    interpreter evaluates it, a TF leaf by calling its traced graph."""
+    if isinstance(fn, nodes.TFLeaf):
+        leaf = fn.computation
+
+        def call(argument):
+            outputs = leaf._concrete(*tff._flatten(leaf.parameter_type, argument))
+            return tff._unflatten(leaf.type_signature.result, list(outputs), False, True)
+        return call
+    return interpreter.evaluate(fn, Environment())
+
+
+def _references(node):
+    found, stack = [], [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, nodes.Reference):
+            found.append(current)
+        elif not isinstance(current, nodes.Lambda):
+            stack.extend(current.children())
+    return found
+
+
+def _by_reference(node):
+    """References to client values, possibly in structs (what `_operand` takes)."""
+    if isinstance(node, nodes.Reference):
+        return True
+    return isinstance(node, nodes.Struct) and all(_by_reference(e) for _, e in node.elements)
 
 
 def _operand(node, members):

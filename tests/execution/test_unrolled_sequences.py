@@ -65,3 +65,48 @@ def test_dataset_code_gives_the_reference_results(body):
         np.testing.assert_allclose(summed(data), expected, rtol=1e-6, atol=1e-6)
     unrolled = leaf.ir.computation._unrolled
     assert any(v is not None for v in unrolled.values()) == (body is not filtered)
+
+
+def test_a_custom_round_with_two_leaves_and_a_broadcast_compiles():
+    """A client update with `dataset.reduce`, then a second TF leaf (clipping) that also
+    takes a broadcast value, then a weighted mean: compiled over groups of alike clients
+    and over unequal ones, with the reference executor's results."""
+    from fcore.execution import lowering
+    weights_type = fcore.TensorType(np.float32, [2])
+    batches = fcore.SequenceType(fcore.TensorType(np.float32, [None, 2]))
+
+    @fcore.tf_computation(weights_type, batches)
+    def client_update(weights, dataset):
+        def step(state, batch):
+            w, n = state
+            return w - 0.1 * tf.reduce_mean(batch - w, 0), n + tf.cast(tf.shape(batch)[0],
+                                                                        tf.float32)
+        new, n = dataset.reduce((weights, tf.constant(0.0)), step)
+        return new - weights, n
+
+    @fcore.tf_computation(weights_type, np.float32)
+    def clip(delta, norm):
+        return tf.clip_by_norm(delta, norm)
+
+    @fcore.federated_computation(fcore.FederatedType(weights_type, fcore.SERVER),
+                                 fcore.FederatedType(batches, fcore.CLIENTS),
+                                 fcore.FederatedType(np.float32, fcore.SERVER))
+    def custom_round(weights, data, norm):
+        outputs = fcore.federated_map(client_update,
+                                      (fcore.federated_broadcast(weights), data))
+        clipped = fcore.federated_map(clip, (outputs[0], fcore.federated_broadcast(norm)))
+        return fcore.federated_mean(clipped, outputs[1])
+
+    rng = np.random.default_rng(2)
+    alike = [[rng.normal(size=(3, 2)).astype(np.float32) for _ in range(2)]
+             for _ in range(lowering.MIN_GROUP + 1)]
+    unequal = [[rng.normal(size=(n, 2)).astype(np.float32) for n in sizes]
+               for sizes in ((1,), (2, 3), (4, 1, 2))]
+    args = (np.array([0.5, -0.5], np.float32), alike + unequal, np.float32(0.05))
+    with fcore.execution_context("reference"):
+        expected = custom_round(*args)
+    with fcore.execution_context("fast"):
+        np.testing.assert_allclose(custom_round(*args), expected, rtol=1e-5, atol=1e-7)
+    loops = lowering.compiled_loops(client_update.ir.computation)
+    assert sorted(type(loop).__name__ for loop in loops) == ["_GroupFunction",
+                                                             "_RaggedFunction"]
