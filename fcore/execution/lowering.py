@@ -208,6 +208,16 @@ class _Plan:
             function = cache[structure] = _GroupFunction(self, concrete, layout)
         return function(shared + self.extra_inputs(), stacked)
 
+    def exclusive(self):
+        """The lock of the stateful TF leaves of the loop (see `TFFunction.exclusive`)."""
+        for leaf in [self.leaf] + [n.argument.elements[0][1].computation
+                                   for _, n in self.post if n.function.uri == "federated_map"
+                                   and isinstance(n.argument.elements[0][1], nodes.TFLeaf)]:
+            held = leaf.exclusive()
+            if held is tff.STATEFUL_LOCK:
+                return held
+        return self.leaf.exclusive()
+
     def extra_inputs(self):
         """The flat tensors of the values the steps after the leaf use (`extras`)."""
         return [leaf for name, value in zip(self.extra_names, self.extra_values)
@@ -276,7 +286,7 @@ class _GroupFunction:
             self.traced = list(self.functions)
         shared = [_tensor(s) if not isinstance(s, (list, Struct)) else s for s in shared]
         data = tf.nest.map_structure(_tensor, data)
-        with self.plan.leaf.exclusive():  # a leaf that trains a model: one thread at a time
+        with self.plan.exclusive():  # leaves that train a model: one thread at a time
             return self._call(shared, data)
 
     def _call(self, shared, data):
