@@ -303,7 +303,7 @@ def unique_ir(computation):
     change what another binding sees. Kept on the computation (it lives as long as it)."""
     entry = getattr(computation, "_unique_ir", None)
     if entry is None or entry[0] is not computation.ir:
-        entry = (computation.ir, analysis.uniquify(computation.ir))
+        entry = (computation.ir, analysis.inline_lambdas(analysis.uniquify(computation.ir)))
         try:
             computation._unique_ir = entry
         except AttributeError:  # an object that takes no attributes: rename every call

@@ -166,3 +166,91 @@ class _Renamer:
                 return node
             return nodes.Call(function, argument)
         return node  # intrinsics, literals, placements, TF leaves: no names
+
+
+def inline_lambdas(node: nodes.Node) -> nodes.Node:
+    """`node` with the lambdas it calls directly inlined and nested blocks hoisted into the
+    block that holds them, for a program whose binders are unique (`uniquify`).
+
+    `(x -> body)(y)` becomes `body` with `x` replaced by `y` when the argument is a name,
+    else `(let x=arg in body)`; `(let a=(let b=e in f) in g)` becomes `(let b=e,a=f in g)`.
+    Lambda bodies stay lambda bodies (they run once per call). Unique names make both
+    rewrites capture-free, and evaluation is strict, so results are unchanged. An executor
+    that schedules a block's bindings (the fast executor) then sees a nested computation's
+    client work and aggregations beside the caller's, in one pass over the clients."""
+    return _Inliner().rewrite(node)
+
+
+class _Inliner:
+    def rewrite(self, node):
+        if isinstance(node, nodes.Call) and isinstance(node.function, nodes.Lambda) and (
+                node.argument is None or
+                node.argument.type_signature == node.function.parameter_type):
+            # (an argument of another type, such as an all-equal value for a `{T}@CLIENTS`
+            # parameter, keeps the call: the interpreter converts it)
+            function = node.function
+            body = self.rewrite(function.body)
+            if function.parameter_name is None:
+                return body
+            argument = self.rewrite(node.argument)
+            if isinstance(argument, nodes.Reference):
+                return self.rewrite(_replace_name(body, function.parameter_name, argument))
+            return self._hoisted([(function.parameter_name, argument)], body)
+        if isinstance(node, nodes.Block):
+            return self._hoisted([(n, self.rewrite(v)) for n, v in node.locals],
+                                 self.rewrite(node.result))
+        if isinstance(node, nodes.Lambda):
+            body = self.rewrite(node.body)
+            return node if body is node.body else nodes.Lambda(
+                node.parameter_name, node.parameter_type, body)
+        if isinstance(node, nodes.Call):
+            function = self.rewrite(node.function)
+            argument = None if node.argument is None else self.rewrite(node.argument)
+            if function is node.function and argument is node.argument:
+                return node
+            return nodes.Call(function, argument)
+        if isinstance(node, nodes.Struct):
+            elements = [(n, self.rewrite(e)) for n, e in node.elements]
+            if all(a is b for (_, a), (_, b) in zip(elements, node.elements)):
+                return node
+            return nodes.Struct(elements)
+        if isinstance(node, nodes.Selection):
+            source = self.rewrite(node.source)
+            return node if source is node.source else nodes.Selection(
+                source, name=node.name, index=None if node.name is not None else node.index)
+        return node
+
+    @staticmethod
+    def _hoisted(locals_, result):
+        flat = []
+        for name, value in locals_:
+            if isinstance(value, nodes.Block):
+                flat.extend(value.locals)
+                value = value.result
+            flat.append((name, value))
+        if isinstance(result, nodes.Block):
+            flat.extend(result.locals)
+            result = result.result
+        return nodes.Block(flat, result) if flat else result
+
+
+def _replace_name(node, name, replacement):
+    """`node` with the free references to `name` replaced (names are unique: no capture)."""
+    if isinstance(node, nodes.Reference):
+        return replacement if node.name == name else node
+    if isinstance(node, nodes.Lambda):
+        return nodes.Lambda(node.parameter_name, node.parameter_type,
+                            _replace_name(node.body, name, replacement))
+    if isinstance(node, nodes.Block):
+        return nodes.Block([(n, _replace_name(v, name, replacement)) for n, v in node.locals],
+                           _replace_name(node.result, name, replacement))
+    if isinstance(node, nodes.Call):
+        return nodes.Call(_replace_name(node.function, name, replacement),
+                          None if node.argument is None else
+                          _replace_name(node.argument, name, replacement))
+    if isinstance(node, nodes.Struct):
+        return nodes.Struct([(n, _replace_name(e, name, replacement)) for n, e in node.elements])
+    if isinstance(node, nodes.Selection):
+        return nodes.Selection(_replace_name(node.source, name, replacement), name=node.name,
+                               index=None if node.name is not None else node.index)
+    return node
