@@ -18,6 +18,10 @@ class Computation:
     """A typed computation: call it like a function, read its `type_signature`, print it as
     text (`str(comp)`), which `fcore.parse_computation` reads back."""
 
+    #: The computation that argument errors name, where the user called another one that
+    #: runs this one as its twin (FedAvg's `next` and its twin with the round report).
+    shown_as = None
+
     def __init__(self, ir: nodes.Node, name: str, result_type=None):
         if not isinstance(ir.type_signature, core.FunctionType):
             raise TypeError(f"A computation must have a function type, found "
@@ -37,7 +41,7 @@ class Computation:
             raise TypeError(f"{self.name} was defined inside another federated computation "
                             f"and uses its names ({', '.join(sorted(self.outer_names()))}): it "
                             f"can only be called while that computation is traced.")
-        shown = getattr(self, "shown_as", None) or self
+        shown = self.shown_as or self
         argument = pack_arguments(self.type_signature.parameter, args, kwargs, shown.name)
         return context.invoke(self, argument)
 

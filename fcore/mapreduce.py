@@ -28,6 +28,7 @@ import itertools
 
 import numpy as np
 
+from fcore import structure
 from fcore.computation import Computation
 from fcore.intrinsics.definitions import lookup
 from fcore.ir import analysis, nodes
@@ -94,14 +95,14 @@ def get_computation_for_map_reduce_form(form: MapReduceForm) -> Computation:
         contributions = fi.federated_map(form.work, fi.federated_zip((data, broadcast)))
         aggregated = fi.federated_aggregate(contributions.aggregated, form.zero(),
                                             form.accumulate, form.merge, form.report)
-        secure = [fi.federated_secure_sum(contributions.secure_sum,
-                                          form.secure_sum_max_input()),
-                  fi.federated_secure_sum_bitwidth(contributions.secure_sum_bitwidth,
-                                                   form.secure_sum_bitwidth())]
-        if not len(form.secure_sum_max_input.type_signature.result):
-            secure[0] = fi.federated_value(Struct([]), SERVER)
-        if not len(form.secure_sum_bitwidth.type_signature.result):
-            secure[1] = fi.federated_value(Struct([]), SERVER)
+        def secure_sum(values, bounds, intrinsic):
+            if not len(bounds.type_signature.result):  # none in this round
+                return fi.federated_value(Struct([]), SERVER)
+            return intrinsic(values, bounds())
+        secure = [secure_sum(contributions.secure_sum, form.secure_sum_max_input,
+                             fi.federated_secure_sum),
+                  secure_sum(contributions.secure_sum_bitwidth, form.secure_sum_bitwidth,
+                             fi.federated_secure_sum_bitwidth)]
         results = Struct([("aggregated", aggregated), ("secure_sum", secure[0]),
                           ("secure_sum_bitwidth", secure[1])])
         updated = fi.federated_map(form.update, fi.federated_zip(Struct(
@@ -399,11 +400,10 @@ def _aggregation_parts(value, operand_type, error, name):
         elements = [e for _, e in value.argument.elements]
         return elements[1], elements[2], elements[3], elements[4]
     member = operand_type if uri != "federated_weighted_mean" else operand_type[0]
-    for leaf in _leaf_types(member):
+    for leaf in structure.type_leaves(member):
         if not leaf.is_fully_defined():
             raise error(name, value, f"an aggregation of {member}: its shape must be known "
                         f"to make a zero")
-    from fcore.tracing import tf_function  # noqa: F401 (TensorFlow leaves below)
     import tensorflow as tf
     from fcore.tracing.computation import tf_computation
     if uri in ("federated_sum", "federated_min", "federated_max"):
@@ -416,7 +416,7 @@ def _aggregation_parts(value, operand_type, error, name):
             return tf.fill(t.shape, tf.constant(fill, t.dtype))
         combine = {"federated_sum": tf.add, "federated_min": tf.minimum,
                    "federated_max": tf.maximum}[uri]
-        zero = tf_computation(lambda: _struct_map(initial, member))
+        zero = tf_computation(lambda: structure.map_structure(initial, member))
         fold = tf_computation(lambda a, b: _zip_map(combine, a, b), member, member)
         report = tf_computation(lambda a: a, member)
         return zero.ir, fold.ir, fold.ir, report.ir
@@ -424,7 +424,7 @@ def _aggregation_parts(value, operand_type, error, name):
     wide = core.StructType([("total", _widened(member)), ("weight", np.float64)])
 
     def zero_fn():
-        return {"total": _struct_map(lambda t: tf.zeros(t.shape, tf.float64), member),
+        return {"total": structure.map_structure(lambda t: tf.zeros(t.shape, tf.float64), member),
                 "weight": tf.constant(0.0, tf.float64)}
 
     def accumulate_fn(acc, x):
@@ -443,7 +443,7 @@ def _aggregation_parts(value, operand_type, error, name):
 
     def report_fn(acc):
         return _zip_map(lambda total, t: tf.cast(total / acc["weight"], t),
-                        acc["total"], _struct_map(lambda t: t.dtype, member))
+                        acc["total"], structure.map_structure(lambda t: t.dtype, member))
     zero = tf_computation(zero_fn)
     accumulate = tf_computation(accumulate_fn, wide, operand_type)
     merge = tf_computation(merge_fn, wide, wide)
@@ -451,23 +451,10 @@ def _aggregation_parts(value, operand_type, error, name):
     return zero.ir, accumulate.ir, merge.ir, report.ir
 
 
-def _leaf_types(type_):
-    from fcore import structure
-    return structure.type_leaves(type_)
-
-
 def _widened(type_):
     if isinstance(type_, core.StructType):
         return core.StructType([(n, _widened(t)) for n, t in type_.items()])
     return core.TensorType(np.float64, type_.shape)
-
-
-def _struct_map(fn, type_):
-    """`fn(tensor type)` at each leaf of `type_`, as nested lists (a struct for TF)."""
-    from fcore.struct import Struct
-    if isinstance(type_, core.StructType):
-        return Struct([(n, _struct_map(fn, t)) for n, t in type_.items()])
-    return fn(type_)
 
 
 def _zip_map(fn, a, b):
@@ -521,9 +508,8 @@ def _split_aggregation(value):
     """The client operand of an aggregation call and its other (server) arguments."""
     uri = value.function.uri
     argument = value.argument
-    if uri in ("federated_sum", "federated_mean", "federated_min", "federated_max"):
-        return argument, []
-    if uri == "federated_weighted_mean":
+    if uri in ("federated_sum", "federated_mean", "federated_min", "federated_max",
+               "federated_weighted_mean"):  # (a weighted mean's operand is <value,weight>)
         return argument, []
     elements = [e for _, e in argument.elements] if isinstance(argument, nodes.Struct) else \
         [nodes.Selection(argument, index=i) for i in range(len(argument.type_signature))]
@@ -536,12 +522,12 @@ def _propagate(bindings, result):
     only computing steps (calls) remain as bindings."""
     subst, kept = {}, []
     for name, value in bindings:
-        value = _substitute(value, subst)
+        value = analysis.substitute(value, subst)
         if _plumbing(value):
             subst[name] = value
         else:
             kept.append((name, value))
-    return kept, _substitute(result, subst)
+    return kept, analysis.substitute(result, subst)
 
 
 def _plumbing(node):
@@ -557,35 +543,7 @@ def _plumbing(node):
     return False
 
 
-def _substitute(node, subst):
-    if not subst:
-        return node
-    if isinstance(node, nodes.Reference):
-        return subst.get(node.name, node)
-    if isinstance(node, nodes.Selection):
-        source = _substitute(node.source, subst)
-        if isinstance(source, nodes.Struct):
-            return source.elements[node.index][1]
-        return node if source is node.source else nodes.Selection(
-            source, name=node.name, index=None if node.name is not None else node.index)
-    if isinstance(node, nodes.Struct):
-        elements = [(n, _substitute(e, subst)) for n, e in node.elements]
-        return nodes.Struct(elements)
-    if isinstance(node, nodes.Call):
-        function = _substitute(node.function, subst)
-        argument = None if node.argument is None else _substitute(node.argument, subst)
-        return nodes.Call(function, argument)
-    if isinstance(node, nodes.Lambda):
-        return nodes.Lambda(node.parameter_name, node.parameter_type,
-                            _substitute(node.body, subst))
-    if isinstance(node, nodes.Block):
-        return nodes.Block([(n, _substitute(v, subst)) for n, v in node.locals],
-                           _substitute(node.result, subst))
-    return node
-
-
 def _mentions_federated(type_):
-    from fcore import structure
     return structure.mentions(type_, structure.is_federated)
 
 
@@ -594,19 +552,17 @@ def _placed(type_, placement):
 
 
 def _clients(type_):
-    from fcore import structure
     if isinstance(type_, core.StructType):  # a weighted mean's <value, weight>
         return all(_clients(t) for t in type_)
     return structure.is_client_list(type_)
 
 
 def _mentions_clients(type_):
-    from fcore import structure
     return structure.contains(type_, lambda t: _placed(t, "CLIENTS"))
 
 
 def _parameter_uses(node, name):
-    """The indices `i` of `name[i]` selections in `node` (None for a bare use)."""
+    """The indices `i` of `name[i]` selections in `node` (a bare use counts as both)."""
     uses = set()
     stack = [node]
     while stack:

@@ -325,15 +325,11 @@ def _travelling(value, type_):
                                                not type_.all_equal):
             return [_travelling(member, type_.member) for member in value]
         return _travelling(value, type_.member)
-    if isinstance(type_, core.StructType) and structure.contains(type_, _has_sequence):
+    if isinstance(type_, core.StructType) and structure.mentions(
+            type_, lambda t: isinstance(t, core.SequenceType)):
         from fcore.struct import Struct
         return Struct([(name, _travelling(v, t)) for (name, t), v in zip(type_.items(), value)])
     return value
-
-
-def _has_sequence(type_):
-    return isinstance(type_, core.SequenceType) or (
-        isinstance(type_, core.FederatedType) and _has_sequence(type_.member))
 
 
 def _sequence_lengths(client_inputs):

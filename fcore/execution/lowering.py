@@ -134,6 +134,10 @@ class _Plan:
             elif not isinstance(fn, nodes.Lambda) or analysis.free_names(fn) or \
                     _has_intrinsics(fn):
                 raise _NotLowerable()
+        # the TF leaves of the steps after the first leaf
+        self.post_leaves = [n.argument.elements[0][1].computation for _, n in self.post
+                            if n.function.uri == "federated_map" and
+                            isinstance(n.argument.elements[0][1], nodes.TFLeaf)]
         self.extra_names = sorted(self.extras)
         self.extra_count = sum(len(structure.type_leaves(self.extras[n].member))
                                for n in self.extra_names)
@@ -201,22 +205,18 @@ class _Plan:
             else:
                 shared.append(value)
                 layout.append(("shared", len(shared) - 1))
-        structure = (key_shapes(key), self._text(), lengths)
+        cache_key = (key_shapes(key), self._text(), lengths)
         cache = _cache_of(self.leaf)
-        function = cache.get(structure)
+        function = cache.get(cache_key)
         if function is None:
-            function = cache[structure] = _GroupFunction(self, concrete, layout)
+            function = cache[cache_key] = _GroupFunction(self, concrete, layout)
         return function(shared + self.extra_inputs(), stacked)
 
     def exclusive(self):
-        """The lock of the stateful TF leaves of the loop (see `TFFunction.exclusive`)."""
-        for leaf in [self.leaf] + [n.argument.elements[0][1].computation
-                                   for _, n in self.post if n.function.uri == "federated_map"
-                                   and isinstance(n.argument.elements[0][1], nodes.TFLeaf)]:
-            held = leaf.exclusive()
-            if held is tff.STATEFUL_LOCK:
-                return held
-        return self.leaf.exclusive()
+        """`STATEFUL_LOCK` if any TF leaf of the loop uses variables (`TFFunction.exclusive`),
+        else a context that holds nothing."""
+        contexts = [leaf.exclusive() for leaf in [self.leaf] + self.post_leaves]
+        return tff.STATEFUL_LOCK if tff.STATEFUL_LOCK in contexts else contexts[0]
 
     def extra_inputs(self):
         """The flat tensors of the values the steps after the leaf use (`extras`)."""
@@ -228,9 +228,7 @@ class _Plan:
         steps after the leaf (and which TF leaves they call), each aggregation (intrinsic
         and type) and operand, and the values kept."""
         return tuple(str(n) for _, n in self.post) + tuple(
-            id(n.argument.elements[0][1].computation) for _, n in self.post
-            if n.function.uri == "federated_map" and
-            isinstance(n.argument.elements[0][1], nodes.TFLeaf)) + tuple(
+            id(leaf) for leaf in self.post_leaves) + tuple(
             (n.function.uri, str(n.function.type_signature), str(o))
             for (_, n), o in zip(self.aggregates, self.operands)) + tuple(self.kept)
 
@@ -543,16 +541,16 @@ def run_ragged(plan, indices, rows):
         if plan.leaf._unrolled_for(plan.param_leaves, sample) is None:
             return None
     cache = _cache_of(plan.leaf)
-    structure = ("ragged", plan._text(), width,
+    cache_key = ("ragged", plan._text(), width,
                  tuple((t.dtype, t.shape[1:] if t.shape else t.shape)
                        for t in tff._leaves(element_type)))
-    function = cache.get(structure)
+    function = cache.get(cache_key)
     if function is None or not set(needed) <= set(function.lengths):
         # one loop for every number of batches seen so far: a round whose clients have
         # new lengths traces it again (at most once per new length), any other reuses it
         lengths = sorted(set(needed) | set(function.lengths if function else ()))
         concretes = [(length, plan.leaf._unrolled[(length,)]) for length in lengths]
-        function = cache[structure] = _RaggedFunction(plan, concretes, width, len(shared))
+        function = cache[cache_key] = _RaggedFunction(plan, concretes, width, len(shared))
     lengths = function.lengths
     longest = lengths[-1]
     starts = [np.zeros((len(indices), max(longest, 1)), np.int32) for _ in range(width)]

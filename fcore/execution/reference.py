@@ -42,6 +42,7 @@ class Interpreter:
         self.computation_name = computation_name
         self.progress = progress
         self.client_index = None
+        self._coercions = {}  # call node -> whether its argument needs `coerce`
 
     def evaluate(self, node: nodes.Node, env: Environment):
         return getattr(self, "_" + type(node).__name__.lower())(node, env)
@@ -60,10 +61,19 @@ class Interpreter:
         if node.argument is None:
             return function(None)
         argument = self.evaluate(node.argument, env)
-        parameter_type = node.function.type_signature.parameter
-        if node.argument.type_signature != parameter_type:
-            argument = self.coerce(argument, node.argument.type_signature, parameter_type)
+        if self._coerces(node):
+            argument = self.coerce(argument, node.argument.type_signature,
+                                   node.function.type_signature.parameter)
         return function(argument)
+
+    def _coerces(self, node):
+        """Whether a call's argument type differs from its parameter type (decided once per
+        call node: comparing types is a walk over them)."""
+        known = self._coercions.get(node)
+        if known is None:
+            known = self._coercions[node] = \
+                node.argument.type_signature != node.function.type_signature.parameter
+        return known
 
     def coerce(self, value, from_type, to_type):
         """A runtime value of `from_type` as one of `to_type`, which it is assignable to. Only

@@ -15,7 +15,7 @@ def call(computation, argument, context):
     context `context`. Errors in the argument name the computation's `shown_as` if it has
     one (the computation the user called, where that one runs a twin of it)."""
     fn_type = computation.type_signature
-    shown = getattr(computation, "shown_as", None) or computation
+    shown = computation.shown_as or computation
     runtime = None
     if fn_type.parameter is not None:
         try:

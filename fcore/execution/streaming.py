@@ -298,16 +298,15 @@ def _needed(per_client, roots, stop=()):
 
 
 def unique_ir(computation):
-    """The computation's IR with unique binder names (`analysis.uniquify`): streamed blocks
+    """The computation's IR with unique binder names (`analysis.uniquify`: streamed blocks
     keep their locals in one flat scope, where a rebound or shadowed name would otherwise
-    change what another binding sees. Kept on the computation (it lives as long as it)."""
+    change what another binding sees) and the lambdas it calls inlined
+    (`analysis.inline_lambdas`: a nested computation's client work joins the caller's pass).
+    Kept on the computation, so it lives as long as the computation does."""
     entry = getattr(computation, "_unique_ir", None)
     if entry is None or entry[0] is not computation.ir:
         entry = (computation.ir, analysis.inline_lambdas(analysis.uniquify(computation.ir)))
-        try:
-            computation._unique_ir = entry
-        except AttributeError:  # an object that takes no attributes: rename every call
-            pass
+        computation._unique_ir = entry
     return entry[1]
 
 

@@ -194,7 +194,7 @@ class _Inliner:
                 return body
             argument = self.rewrite(node.argument)
             if isinstance(argument, nodes.Reference):
-                return self.rewrite(_replace_name(body, function.parameter_name, argument))
+                return self.rewrite(substitute(body, {function.parameter_name: argument}))
             return self._hoisted([(function.parameter_name, argument)], body)
         if isinstance(node, nodes.Block):
             return self._hoisted([(n, self.rewrite(v)) for n, v in node.locals],
@@ -234,23 +234,29 @@ class _Inliner:
         return nodes.Block(flat, result) if flat else result
 
 
-def _replace_name(node, name, replacement):
-    """`node` with the free references to `name` replaced (names are unique: no capture)."""
+def substitute(node, mapping):
+    """`node` with its free references to the names in `mapping` replaced by those nodes,
+    and selections from structs that this makes literal simplified (`<a,b>[1]` is `b`).
+    Meant for programs whose names are unique (`uniquify`): nothing can be captured."""
+    if not mapping:
+        return node
     if isinstance(node, nodes.Reference):
-        return replacement if node.name == name else node
+        return mapping.get(node.name, node)
+    if isinstance(node, nodes.Selection):
+        source = substitute(node.source, mapping)
+        if isinstance(source, nodes.Struct):
+            return source.elements[node.index][1]
+        return node if source is node.source else nodes.Selection(
+            source, name=node.name, index=None if node.name is not None else node.index)
+    if isinstance(node, nodes.Struct):
+        return nodes.Struct([(n, substitute(e, mapping)) for n, e in node.elements])
+    if isinstance(node, nodes.Call):
+        return nodes.Call(substitute(node.function, mapping),
+                          None if node.argument is None else substitute(node.argument, mapping))
     if isinstance(node, nodes.Lambda):
         return nodes.Lambda(node.parameter_name, node.parameter_type,
-                            _replace_name(node.body, name, replacement))
+                            substitute(node.body, mapping))
     if isinstance(node, nodes.Block):
-        return nodes.Block([(n, _replace_name(v, name, replacement)) for n, v in node.locals],
-                           _replace_name(node.result, name, replacement))
-    if isinstance(node, nodes.Call):
-        return nodes.Call(_replace_name(node.function, name, replacement),
-                          None if node.argument is None else
-                          _replace_name(node.argument, name, replacement))
-    if isinstance(node, nodes.Struct):
-        return nodes.Struct([(n, _replace_name(e, name, replacement)) for n, e in node.elements])
-    if isinstance(node, nodes.Selection):
-        return nodes.Selection(_replace_name(node.source, name, replacement), name=node.name,
-                               index=None if node.name is not None else node.index)
+        return nodes.Block([(n, substitute(v, mapping)) for n, v in node.locals],
+                           substitute(node.result, mapping))
     return node

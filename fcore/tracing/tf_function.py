@@ -223,8 +223,7 @@ def _call_python(fn, parameter_type, argument):
         return fn()
     if isinstance(parameter_type, core.StructType) and _spreads(fn, len(parameter_type)):
         from fcore.tracing.calls import call_unpacked
-        elements = argument.values() if isinstance(argument, collections.abc.Mapping) else \
-            argument
+        elements = [v for _, v in python_items(argument)[0]]  # any container, in order
         return call_unpacked(fn, list(zip(parameter_type.names(), elements)))
     return fn(argument)
 
