@@ -16,10 +16,10 @@ LAYERS = {
     "ir": 2, "structure": 2,
     "intrinsics": 3, "computation": 3,
     "syntax": 4, "tracing": 4,
-    "serialization": 5, "templates": 5, "mapreduce": 5,
-    "execution": 6,
+    "serialization": 5, "templates": 5, "mapreduce": 5, "audit": 5,
+    "execution": 6, "aggregators": 6,
     "fcore": 7,  # the package's __init__: the public API
-    "demo": 8,
+    "demo": 8, "cli": 8, "__main__": 8,
 }
 
 
