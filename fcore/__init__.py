@@ -4,7 +4,7 @@ The public API is curated here; the implementation lives in the subpackages. Imp
 does not import TensorFlow: that happens when a `tf_computation` is traced or run.
 """
 
-from fcore import context_stack, mapreduce
+from fcore import aggregators, context_stack, mapreduce
 from fcore.execution.context import execution_context
 from fcore.execution.errors import CardinalityError, ExecutionError
 from fcore.tracing.intrinsics import (federated_aggregate, federated_average, federated_broadcast,
@@ -29,6 +29,7 @@ __all__ = [
     "ExecutionError", "FederatedType", "FunctionType", "IterativeProcess", "PlacementLiteral",
     "PlacementType", "PolymorphicComputation", "SERVER", "SequenceType", "SerializationError",
     "Struct", "StructType", "TensorType", "Type", "TypeMismatchError", "TypeParseError", "Value",
+    "aggregators",
     "context_stack", "execution_context", "mapreduce", "federated_aggregate", "federated_average",
     "federated_broadcast",
     "federated_computation", "federated_eval", "federated_map", "federated_max",
