@@ -17,6 +17,14 @@ def __getattr__(name):
         "assign_to_keras": ("learning.weights", "assign_to_keras"),
         "RoundReport": ("learning.fedavg", "RoundReport"),
         "optimizers": ("learning.optimizers", None),
+        "programs": ("learning.programs", None),
+        "algorithms": ("learning.algorithms", None),
+        "LearningProcess": ("learning.algorithms", "LearningProcess"),
+        "LearningProcessOutput": ("learning.algorithms", "LearningProcessOutput"),
+        "privacy": ("learning.privacy", None),
+        "robust_aggregator": ("learning.aggregation", "robust_aggregator"),
+        "dp_aggregator": ("learning.aggregation", "dp_aggregator"),
+        "secure_aggregator": ("learning.aggregation", "secure_aggregator"),
     }
     if name not in lazy:
         raise AttributeError(f"module 'learning' has no attribute {name!r}")
@@ -26,6 +34,8 @@ def __getattr__(name):
     return module if attribute is None else getattr(module, attribute)
 
 
-__all__ = ["BatchOutput", "Model", "TrainableModel", "assign_to_keras",
+__all__ = ["BatchOutput", "LearningProcess", "LearningProcessOutput", "Model", "TrainableModel",
+           "algorithms", "assign_to_keras", "dp_aggregator", "privacy", "robust_aggregator",
+           "secure_aggregator",
            "build_federated_averaging_process", "build_federated_evaluation", "data",
-           "from_compiled_keras_model", "from_keras_model", "optimizers", "RoundReport"]
+           "from_compiled_keras_model", "from_keras_model", "optimizers", "programs", "RoundReport"]

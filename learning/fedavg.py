@@ -109,6 +109,11 @@ def build_federated_averaging_process(model_fn, client_optimizer_fn=None,
         client_optimizer_fn,
         optimizers.from_keras(default_client) if default_client is not None else
         optimizers.SGD(0.1))
+    if client_optimizer.has_schedule and not use_model_step:
+        raise TypeError("build_federated_averaging_process: the client optimizer has a "
+                        "learning-rate schedule, which this builder cannot honour per round; "
+                        "use learning.algorithms.build_weighted_fed_avg, which evaluates it at "
+                        "each round's number.")
     server_optimizer = optimizers.build(server_optimizer_fn, optimizers.SGD(1.0))
     batch_type = fcore.to_type(model.input_spec)
     data_type = fcore.SequenceType(batch_type)

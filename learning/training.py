@@ -30,11 +30,13 @@ def batch_size(batch, output):
     return tf.cast(tf.shape(first)[0], tf.float32)
 
 
-def train(model, dataset, optimizer, use_model_step):
+def train(model, dataset, optimizer, use_model_step, rate=None, proximal_strength=0.0):
     """Trains on every batch of `dataset`; returns the number of examples seen.
 
     With `use_model_step`, each batch goes to the model's own `train_on_batch`; otherwise a
-    forward pass under a gradient tape and a step of the functional `optimizer`."""
+    forward pass under a gradient tape and a step of the functional `optimizer`, at learning
+    rate `rate` (default: its rate at step 0). `proximal_strength` mu > 0 adds FedProx's
+    proximal term `mu/2 * ||w - w0||^2` to the loss, w0 the weights at the start."""
     import tensorflow as tf
     count = tf.constant(0.0)
     if use_model_step:
@@ -44,6 +46,9 @@ def train(model, dataset, optimizer, use_model_step):
         return count
     variables = [tf_variable(v) for v in model.trainable_variables]
     state = optimizer.initialize([v.read_value() for v in variables])
+    rate = optimizer.rate(state[0]) if rate is None else rate
+    start = [tf.identity(v.read_value()) for v in variables] if proximal_strength else None
+    plain_sgd = type(optimizer).__name__ == "SGD" and not optimizer.momentum
     for batch in dataset:
         with tf.GradientTape() as tape:
             output = model.forward_pass(batch, training=True)
@@ -51,16 +56,38 @@ def train(model, dataset, optimizer, use_model_step):
         gradients = tape.gradient(output.loss, variables)
         gradients = [tf.zeros_like(c) if g is None else tf.convert_to_tensor(g)
                      for c, g in zip(current, gradients)]
-        if getattr(optimizer, "momentum", None) == 0.0:  # plain SGD: update in place
+        if proximal_strength:
+            gradients = [g + proximal_strength * (c - s)
+                         for g, c, s in zip(gradients, current, start)]
+        if plain_sgd:  # update in place
             state = (state[0] + 1,)
             for variable, gradient in zip(variables, gradients):
-                variable.assign_sub(optimizer.learning_rate * gradient)
+                variable.assign_sub(rate * gradient)
         else:
-            state, new = optimizer.apply(state, current, gradients)
+            state, new = optimizer.apply(state, current, gradients, rate)
             for variable, value in zip(variables, new):
                 variable.assign(value)
         count += batch_size(batch, output)
     return count
+
+
+def gradient(model, dataset, variables):
+    """The mean gradient of the loss with respect to `variables` over every example of
+    `dataset` at the model's current weights (each batch's mean-loss gradient weighted by its
+    size), and the number of examples: FedSGD's client work."""
+    import tensorflow as tf
+    total = tuple(tf.zeros_like(v.read_value()) for v in variables)  # a tuple: autograph
+    # would stack a list
+    count = tf.constant(0.0)
+    for batch in dataset:
+        with tf.GradientTape() as tape:
+            output = model.forward_pass(batch, training=True)
+        gradients = tape.gradient(output.loss, variables)
+        size = batch_size(batch, output)
+        total = tuple(t if g is None else t + size * tf.convert_to_tensor(g)
+                      for t, g in zip(total, gradients))
+        count += size
+    return [tf.math.divide_no_nan(t, count) for t in total], count
 
 
 def evaluate(model, dataset):
