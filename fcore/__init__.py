@@ -5,6 +5,7 @@ does not import TensorFlow: that happens when a `tf_computation` is traced or ru
 """
 
 from fcore import aggregators, context_stack, mapreduce
+from fcore.audit import audit
 from fcore.execution.context import execution_context
 from fcore.execution.errors import CardinalityError, ExecutionError
 from fcore.tracing.intrinsics import (federated_aggregate, federated_average, federated_broadcast,
@@ -29,7 +30,7 @@ __all__ = [
     "ExecutionError", "FederatedType", "FunctionType", "IterativeProcess", "PlacementLiteral",
     "PlacementType", "PolymorphicComputation", "SERVER", "SequenceType", "SerializationError",
     "Struct", "StructType", "TensorType", "Type", "TypeMismatchError", "TypeParseError", "Value",
-    "aggregators",
+    "aggregators", "audit",
     "context_stack", "execution_context", "mapreduce", "federated_aggregate", "federated_average",
     "federated_broadcast",
     "federated_computation", "federated_eval", "federated_map", "federated_max",
