@@ -19,7 +19,8 @@ LAYERS = {
     "serialization": 5, "templates": 5, "mapreduce": 5, "audit": 5,
     "execution": 6, "aggregators": 6,
     "fcore": 7,  # the package's __init__: the public API
-    "demo": 8, "cli": 8, "__main__": 8,
+    "demo": 8, "cli": 8,
+    "__main__": 9,  # `python -m fcore`: runs the command line
 }
 
 

@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from fcore.aggregators import core as agg
+from fcore.audit import mark_noise
 from fcore.struct import Struct
 from fcore.tracing import intrinsics as fi
 from fcore.tracing.computation import federated_computation, tf_computation
@@ -131,7 +132,7 @@ class QuantileEstimationProcess(EstimationProcess):
             return tf.cast(value <= estimate, tf.float32)
 
         @tf_computation(state_type.member, FLOAT, FLOAT)
-        def update(state, below, clients):
+        def quantile_update(state, below, clients):
             import tensorflow as tf
             fields = []
             if noisy:
@@ -151,9 +152,11 @@ class QuantileEstimationProcess(EstimationProcess):
             estimate = fi.federated_broadcast(state.estimate)
             below = fi.federated_map(at_most, fi.federated_zip((value, estimate)))
             clients = fi.federated_sum(fi.federated_map(agg.ones_leaf(FLOAT), value))
-            return fi.federated_map(update, fi.federated_zip(
+            return fi.federated_map(quantile_update, fi.federated_zip(
                 (state, fi.federated_sum(below), clients)))
 
+        if noisy:
+            mark_noise(quantile_update)  # the count of clients below the estimate gets noise here
         scale, shift = np.float32(multiplier), np.float32(increment)
 
         @tf_computation(state_type.member)

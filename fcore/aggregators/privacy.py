@@ -15,6 +15,7 @@ from fcore.aggregators import core as agg
 from fcore.aggregators.estimation import (FLOAT, SEED, QuantileEstimationProcess,
                                           fixed_estimate, new_seed)
 from fcore.aggregators.robust import _clip_leaf
+from fcore.audit import mark_noise
 from fcore.struct import Struct
 from fcore.tracing import intrinsics as fi
 from fcore.tracing.computation import federated_computation, tf_computation
@@ -26,7 +27,7 @@ class DifferentiallyPrivateFactory(agg.UnweightedAggregationFactory):
     or `gaussian_adaptive`. Unweighted: every client counts once, as DP needs.
 
     State `<clip=...,seed=int64[2]>`; measurements
-    `<dp_query_metrics=<clip=float32,clipped_count=int32,noise_stddev=float32>,dp=<>>`
+    `<dp_query_metrics=<clip=float32,noise_stddev=float32>,dp=<>>`
     (`noise_stddev` is that of the noise on the mean)."""
 
     def __init__(self, noise_multiplier, clients_per_round, clip_process, seed=None):
@@ -109,7 +110,7 @@ class DifferentiallyPrivateFactory(agg.UnweightedAggregationFactory):
                       for i, t in enumerate(parts)]
             return Struct([("value", agg.packed(value_type, noised)), ("seed", seeds[-1]),
                            ("noise_stddev", stddev / clients)])
-        gaussian_noise.privacy_role = "noise"
+        mark_noise(gaussian_noise)
 
         clip_leaf = _clip_leaf(value_type)
 
@@ -122,8 +123,8 @@ class DifferentiallyPrivateFactory(agg.UnweightedAggregationFactory):
                 (fi.federated_sum(clipped.value), clip, state.seed)))
             new_state = agg.server_struct(clip=estimator.next(state.clip, clipped.norm),
                                           seed=noised.seed)
-            metrics = agg.server_struct(clip=clip, clipped_count=fi.federated_sum(clipped.count),
-                                        noise_stddev=noised.noise_stddev)
+            # no clipped count: an exact count of the clients would leak past the noise
+            metrics = agg.server_struct(clip=clip, noise_stddev=noised.noise_stddev)
             return agg.output(new_state, noised.value, agg.server_struct(
                 dp_query_metrics=metrics, dp=fi.federated_value(Struct([]), SERVER)))
 
