@@ -12,6 +12,10 @@ Modes:
   custom_fast, custom_reference
              a FedAvg written by hand as TFF's tutorials write it (`dataset.reduce` client
              update, a clipping leaf, weighted mean, server update) on that executor
+  algo_avg, algo_dp, algo_robust
+             `learning.algorithms` on the fast executor: weighted FedAvg (MeanFactory);
+             unweighted FedAvg with `learning.dp_aggregator(0.5, clients)` (zeroing, adaptive
+             clip, Gaussian noise); weighted FedAvg with `learning.robust_aggregator()`
 
     python benchmarks/round_benchmark.py --clients 10 100 1000 --modes tf_xla tf_loop fast
     python benchmarks/round_benchmark.py --clients 10000 --examples 5 --modes tf_xla fast
@@ -167,6 +171,30 @@ def fcore_round(clients, mode):
     return run
 
 
+def algorithm_round(clients, kind):
+    import fcore
+    import learning
+    from learning import algorithms, mnist
+    data = [batches(x, y) for x, y in clients]
+    sample = data[0][0]
+
+    def model_fn():
+        return learning.from_compiled_keras_model(mnist.create_compiled_keras_model(), sample)
+    if kind == "dp":
+        process = algorithms.build_unweighted_fed_avg(
+            model_fn, model_aggregator=learning.dp_aggregator(0.5, len(clients)))
+    else:
+        process = algorithms.build_weighted_fed_avg(
+            model_fn, model_aggregator=learning.robust_aggregator() if kind == "robust"
+            else None)
+    state = process.initialize()
+
+    def run():
+        with fcore.execution_context("fast"):
+            return process.next(state, data)
+    return run
+
+
 def custom_round(clients, kind):
     """A FedAvg written by hand as TFF's tutorials write it: a client update that folds its
     batches with `dataset.reduce`, a second TF leaf that clips each client's delta, a
@@ -235,6 +263,8 @@ def measure(mode, num_clients, examples, rounds, split):
     clients = client_arrays(num_clients, examples, split=split)
     if mode.startswith("tf_"):
         run = pure_tf(clients, xla=mode == "tf_xla")
+    elif mode.startswith("algo_"):
+        run = algorithm_round(clients, mode[len("algo_"):])
     elif mode.startswith("custom_"):
         run = custom_round(clients, mode[len("custom_"):])
     else:

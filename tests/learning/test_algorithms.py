@@ -219,3 +219,25 @@ def test_the_audit_of_dp_fed_avg_shows_noise_and_the_zeroing_count():
     assert state_paths(zeroing=False) == noisy
     # TFF's composition: the zeroing norm adapts to an exact (noise-free) count of clients
     assert state_paths(zeroing=True) == noisy | {("federated_sum",)}
+
+
+def test_dp_fed_avg_and_robust_fed_avg_agree_on_dask():
+    from support import local_cluster
+    cluster = local_cluster()
+    client = next(cluster)
+    try:
+        for process in (
+                algorithms.build_unweighted_fed_avg(
+                    model_fn, model_aggregator=learning.dp_aggregator(0.1, 4)),
+                algorithms.build_weighted_fed_avg(
+                    model_fn, model_aggregator=learning.robust_aggregator())):
+            reference_state, reference = rounds(process, 2)
+            state = process.initialize()
+            with fcore.execution_context(dask=client):
+                for _ in range(2):
+                    state, metrics = process.next(state, DATA)
+            for a, b in zip(trainable(process, reference_state), trainable(process, state)):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+            assert str(metrics) == str(reference)
+    finally:
+        next(cluster, None)
