@@ -13,13 +13,16 @@ from fcore.aggregators.core import (AggregationProcess, MeanFactory, MeasuredPro
                                     UnweightedMeanFactory, WeightedAggregationFactory)
 from fcore.aggregators.estimation import (EstimationProcess, QuantileEstimationProcess,
                                           fixed_estimate)
+from fcore.aggregators.order import MedianFactory, TrimmedMeanFactory
 from fcore.aggregators.privacy import DifferentiallyPrivateFactory
 from fcore.aggregators.robust import clipping_factory, zeroing_factory
+from fcore.aggregators.secure import SecureSumFactory
 
 PrivateQuantileEstimationProcess = QuantileEstimationProcess  # TFF's name
 
 __all__ = ["AggregationProcess", "DifferentiallyPrivateFactory", "EstimationProcess",
-           "MeanFactory", "MeasuredProcessOutput", "PrivateQuantileEstimationProcess",
-           "QuantileEstimationProcess", "SumFactory", "UnweightedAggregationFactory",
+           "MeanFactory", "MeasuredProcessOutput", "MedianFactory",
+           "PrivateQuantileEstimationProcess", "QuantileEstimationProcess", "SecureSumFactory",
+           "SumFactory", "TrimmedMeanFactory", "UnweightedAggregationFactory",
            "UnweightedMeanFactory", "WeightedAggregationFactory", "clipping_factory",
            "fixed_estimate", "zeroing_factory"]
