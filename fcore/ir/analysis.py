@@ -182,7 +182,12 @@ def inline_lambdas(node: nodes.Node) -> nodes.Node:
 
 
 class _Inliner:
+    def __init__(self):
+        self._taken = None  # every name in the program, once a fresh one is needed
+
     def rewrite(self, node):
+        if self._taken is None:
+            self._taken = _all_names(node)
         if isinstance(node, nodes.Call) and isinstance(node.function, nodes.Lambda) and (
                 node.argument is None or
                 node.argument.type_signature == node.function.parameter_type):
@@ -193,7 +198,7 @@ class _Inliner:
             if function.parameter_name is None:
                 return body
             argument = self.rewrite(node.argument)
-            if isinstance(argument, nodes.Reference):
+            if _trivial(argument):
                 return self.rewrite(substitute(body, {function.parameter_name: argument}))
             return self._hoisted([(function.parameter_name, argument)], body)
         if isinstance(node, nodes.Block):
@@ -216,22 +221,80 @@ class _Inliner:
             return nodes.Struct(elements)
         if isinstance(node, nodes.Selection):
             source = self.rewrite(node.source)
+            if isinstance(source, nodes.Struct):
+                return source.elements[node.index][1]
             return node if source is node.source else nodes.Selection(
                 source, name=node.name, index=None if node.name is not None else node.index)
         return node
 
-    @staticmethod
-    def _hoisted(locals_, result):
-        flat = []
-        for name, value in locals_:
+    def _hoisted(self, locals_, result):
+        """One flat block: nested blocks hoisted; a local bound to a struct has its
+        non-trivial elements bound to fresh names of their own, and the struct of names (or
+        a plain alias) is forwarded into later locals and the result, where selections from
+        it simplify (`let s=<a=f(x),b=y> in s.b` is `let s_a=f(x) in y`)."""
+        flat, forward = [], {}
+
+        def bind(name, value):
+            value = substitute(value, forward)
             if isinstance(value, nodes.Block):
-                flat.extend(value.locals)
-                value = value.result
-            flat.append((name, value))
+                for inner_name, inner in value.locals:
+                    bind(inner_name, inner)
+                value = substitute(value.result, forward)
+            if isinstance(value, nodes.Struct) and not _trivial(value):
+                value = nodes.Struct([(n, e if _trivial(e) else self._bound(flat, name, e))
+                                      for n, e in value.elements])
+            if _trivial(value):
+                forward[name] = value
+            else:
+                flat.append((name, value))
+
+        for name, value in locals_:
+            bind(name, value)
+        result = substitute(result, forward)
         if isinstance(result, nodes.Block):
-            flat.extend(result.locals)
-            result = result.result
+            for name, value in result.locals:
+                bind(name, value)
+            result = substitute(result.result, forward)
         return nodes.Block(flat, result) if flat else result
+
+    def _bound(self, flat, base, value):
+        """A reference to `value`, bound in `flat` under a name no other binder uses."""
+        index, name = 1, f"{base}_e"
+        while name in self._taken:
+            index += 1
+            name = f"{base}_e{index}"
+        self._taken.add(name)
+        flat.append((name, value))
+        return nodes.Reference(name, value.type_signature)
+
+
+def _trivial(node) -> bool:
+    """A name, a selection from one, or a struct of such: free to copy (nothing runs)."""
+    while isinstance(node, nodes.Selection):
+        node = node.source
+    if isinstance(node, nodes.Struct):
+        return all(_trivial(e) for _, e in node.elements)
+    return isinstance(node, nodes.Reference)
+
+
+def _all_names(node) -> set:
+    """Every name bound or referenced anywhere in `node`."""
+    names, stack = set(), [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, nodes.Reference):
+            names.add(item.name)
+        elif isinstance(item, nodes.Lambda):
+            if item.parameter_name is not None:
+                names.add(item.parameter_name)
+            stack.append(item.body)
+        elif isinstance(item, nodes.Block):
+            names.update(name for name, _ in item.locals)
+            stack.extend(value for _, value in item.locals)
+            stack.append(item.result)
+        else:
+            stack.extend(item.children())
+    return names
 
 
 def substitute(node, mapping):

@@ -34,8 +34,22 @@ def test_called_lambdas_disappear():
         calls += isinstance(node, nodes.Call) and isinstance(node.function, nodes.Lambda)
         stack.extend(node.children())
     assert calls == 0
-    assert isinstance(inlined.body, nodes.Block) and \
-        [name for name, _ in inlined.body.locals] == ["b", "a"]
+    # the struct <b,b> is forwarded and its selection simplified: nothing is left to bind
+    assert isinstance(inlined.body, nodes.Reference) and inlined.body.name == "x"
+
+
+def test_struct_bindings_are_forwarded_and_their_calls_keep_one_binding():
+    comp = fcore.parse_computation(
+        "(x:{int32}@CLIENTS -> (let s=<a=federated_sum(x),b=x> in "
+        "<federated_sum(s.b),s.a,s>))")
+    inlined = analysis.inline_lambdas(analysis.uniquify(comp.ir))
+    assert isinstance(inlined.body, nodes.Block)
+    assert [str(v) for _, v in inlined.body.locals] == ["federated_sum(x)"]  # once
+    (name, _), = inlined.body.locals
+    assert str(inlined.body.result) == f"<federated_sum(x),{name},<a={name},b=x>>"
+    with fcore.execution_context("reference"):
+        assert str(fcore.Computation(inlined, "inlined")([1, 2, 3])) == \
+            str(comp([1, 2, 3]))
 
 
 def test_an_all_equal_argument_keeps_its_call():
