@@ -1,8 +1,7 @@
-"""Federated evaluation, exporting weights into Keras, the custom tutorial model, and the
-main job."""
+"""Federated evaluation, exporting weights into Keras, and the custom tutorial model (the main
+job itself: test_main_job.py)."""
 
 import collections
-import json
 
 import numpy as np
 import pytest
@@ -102,19 +101,6 @@ def test_the_custom_model_without_train_on_batch_uses_the_client_optimizer(tiny_
     state, metrics = process.next(process.initialize(), data)
     assert float(metrics.num_examples) == 120.0
     assert np.abs(state.model.trainable[0]).sum() > 0
-
-
-def test_main_job_writes_metrics_and_plot(tmp_path):
-    history, evaluation = mnist.main(["--rounds", "2", "--clients", "10",
-                                      "--clients-per-round", "4", "--output", str(tmp_path),
-                                      "--no-progress"])
-    assert [row["clients"] for row in history] == [4, 4, 4, 4]
-    saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["rounds"] == history and saved["evaluation"] == evaluation
-    assert (tmp_path / "metrics.csv").read_text().startswith("model,round,")
-    assert (tmp_path / "metrics.png").read_bytes()[:4] == b"\x89PNG"
-    assert evaluation["federated"]["loss"] == pytest.approx(evaluation["keras"]["loss"],
-                                                            rel=1e-4)
 
 
 def test_fcore_import_stays_free_of_tensorflow_with_learning():
