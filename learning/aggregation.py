@@ -29,11 +29,12 @@ def robust_aggregator(zeroing=True, clipping=True, weighted=True):
     return factory
 
 
-def dp_aggregator(noise_multiplier, clients_per_round, zeroing=True):
+def dp_aggregator(noise_multiplier, clients_per_round, zeroing=True, seed=None):
     """DP-FedAvg's aggregation with an adaptive clip (`DifferentiallyPrivateFactory.
-    gaussian_adaptive`), unweighted as DP requires, optionally behind adaptive zeroing."""
+    gaussian_adaptive`), unweighted as DP requires, optionally behind adaptive zeroing.
+    `seed` (an int) makes the noise reproducible; by default it is drawn afresh."""
     factory = agg.DifferentiallyPrivateFactory.gaussian_adaptive(noise_multiplier,
-                                                                 clients_per_round)
+                                                                 clients_per_round, seed=seed)
     if zeroing:
         factory = agg.zeroing_factory(_adaptive_zeroing(), factory)
     return factory

@@ -574,9 +574,10 @@ def build_process(model_fn, args, parser):
     try:
         if args.dp_clip is not None:
             factory = aggregators.DifferentiallyPrivateFactory.gaussian_fixed(
-                args.dp_noise, args.clients_per_round, args.dp_clip)
+                args.dp_noise, args.clients_per_round, args.dp_clip, seed=args.seed)
         else:
-            factory = learning.dp_aggregator(args.dp_noise, args.clients_per_round)
+            factory = learning.dp_aggregator(args.dp_noise, args.clients_per_round,
+                                             seed=args.seed)
     except ValueError as e:
         parser.error(f"--dp-noise {args.dp_noise:g}: {e}")
     return learning.algorithms.build_unweighted_fed_avg(model_fn, model_aggregator=factory)
