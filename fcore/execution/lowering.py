@@ -5,7 +5,15 @@ followed by structural selections and sums or means (a FedAvg round is), the fas
 runs each group of clients whose data have the same shapes in a single `tf.function`
 (XLA-compiled where XLA accepts it): a loop over the group's clients calls the leaf's
 unrolled variant and accumulates the aggregations in the graph. Per-client Python work then
-shrinks to building the group's stacked inputs. Anything else takes the per-client path."""
+shrinks to building the group's stacked inputs. Anything else takes the per-client path.
+
+The leaf's flat argument has three kinds of positions: its sequence (the client's batches,
+stacked across the group batch by batch), values equal at every client (broadcasts: the same
+object at every client, passed to the loop once), and per-client tensors (a client's own
+array, or a struct of them: stacked across the group into one `[clients, ...]` array per
+position, grouped by shape and dtype, not by identity). Per-client values from outside the
+loop that the steps after the leaf or the aggregations take (a client's weight from the
+argument) are stacked the same way."""
 
 from __future__ import annotations
 
@@ -64,7 +72,9 @@ def lower_pass(order, aggregates, materialise, once, count, member_of_call, memb
         for name, node in plan.pre:
             members[name] = member_of_call(node, index, members, once)
         argument = member(plan.leaf_argument, index, members, once)
-        rows.append(tff._flatten(plan.leaf.parameter_type, argument))
+        rows.append(list(tff._flatten(plan.leaf.parameter_type, argument)) +
+                    plan.client_inputs(index, members, once, member))
+    plan.classify(rows)
     groups = {}
     for index, row in enumerate(rows):
         groups.setdefault(plan.group_key(row), []).append(index)
@@ -107,24 +117,21 @@ class _Plan:
         # values equal at every client (broadcasts) that steps after the leaf use: inputs of
         # the compiled loop, like the leaf's own non-sequence inputs
         self.extras = {}
+        # per-client values from outside the loop that the steps after the leaf and the
+        # aggregations use (a client's weight from the argument, a value a step before the
+        # leaf computed): `(key in the loop's members, node)`, stacked across the clients
+        self.inputs = []
+        pre = {name for name, _ in self.pre}
         for name, node in self.post:
-            for reference in _references(node.argument):
-                if reference.name in local:
-                    continue
-                type_ = reference.type_signature
-                if not (isinstance(type_, core.FederatedType) and type_.all_equal and
-                        type_.placement.name == "CLIENTS"):
-                    raise _NotLowerable()
-                self.extras[reference.name] = type_
             uri = node.function.uri
             if uri == "federated_zip_at_clients":
-                if not _by_reference(node.argument):
-                    raise _NotLowerable()
+                self._collect(node.argument, local, pre)
                 continue
             fn = node.argument.elements[0][1] if isinstance(node.argument, nodes.Struct) \
                 else None
-            if uri != "federated_map" or not _by_reference(node.argument.elements[1][1]):
+            if uri != "federated_map":
                 raise _NotLowerable()
+            self._collect(node.argument.elements[1][1], local, pre)
             if isinstance(fn, nodes.TFLeaf):  # a further TF leaf on tensors: called in the loop
                 leaf = fn.computation
                 if not hasattr(leaf, "_concrete") or leaf.parameter_type is None or any(
@@ -138,15 +145,18 @@ class _Plan:
         self.post_leaves = [n.argument.elements[0][1].computation for _, n in self.post
                             if n.function.uri == "federated_map" and
                             isinstance(n.argument.elements[0][1], nodes.TFLeaf)]
+        from fcore.execution.streaming import _client_part
+        self.operands = [_client_part(n) for _, n in aggregates]
+        for operand in self.operands:
+            self._collect(operand, local, pre)
+        if not set(materialise) <= local:
+            raise _NotLowerable()
         self.extra_names = sorted(self.extras)
         self.extra_count = sum(len(structure.type_leaves(self.extras[n].member))
                                for n in self.extra_names)
         self.extra_values = [once(nodes.Reference(n, self.extras[n])) for n in self.extra_names]
-        from fcore.execution.streaming import _client_part
-        self.operands = [_client_part(n) for _, n in aggregates]
-        if any(not analysis.free_names(o) <= local for o in self.operands) or \
-                not set(materialise) <= local:
-            raise _NotLowerable()
+        self.input_types = [t for _, node in self.inputs
+                            for t in structure.type_leaves(node.type_signature.member)]
         self.aggregates = aggregates
         self.kept = sorted(materialise)
         self.types = {self.leaf_name: self.leaf.type_signature.result}
@@ -157,15 +167,63 @@ class _Plan:
             raise _NotLowerable()
         self.param_leaves = param_leaves
         self.sequence = sequences[0] if sequences else None
+        self.per_client = frozenset()  # positions of per-client tensors (see `classify`)
+
+    def _collect(self, node, local, pre):
+        """Checks that `node`, a value a step after the leaf or an aggregation takes, is
+        references (possibly in structs) to values of the loop, broadcasts (`extras`) or
+        per-client values from outside the loop (`inputs`), and notes the latter two."""
+        if isinstance(node, nodes.Struct):
+            for _, element in node.elements:
+                self._collect(element, local, pre)
+            return
+        root = node
+        while isinstance(root, nodes.Selection):
+            root = root.source
+        if not isinstance(root, nodes.Reference):
+            raise _NotLowerable()
+        if root.name in local:
+            if root is not node:
+                raise _NotLowerable()
+            return
+        type_ = node.type_signature
+        if isinstance(type_, core.FederatedType) and type_.all_equal and \
+                type_.placement.name == "CLIENTS" and root is node:
+            self.extras[node.name] = type_
+        elif structure.is_client_list(type_) and (root is node or root.name not in pre) and \
+                all(isinstance(t, core.TensorType)
+                    for t in structure.type_leaves(type_.member)):
+            key = _input_key(node)
+            if key not in dict(self.inputs):
+                self.inputs.append((key, node))
+        else:
+            raise _NotLowerable()
+
+    def client_inputs(self, index, members, once, member):
+        """The flat values of `inputs` at client `index`."""
+        return [leaf for _, node in self.inputs for leaf in structure.flatten(
+            node.type_signature.member, member(node, index, members, once))]
+
+    def classify(self, rows):
+        """Finds the leaf's per-client tensor positions: those not the sequence whose value is
+        not the same object at every client of the pass (a broadcast, or any value equal at
+        every client, is one object: it stays a shared input, passed once)."""
+        self.per_client = _per_client_positions(self, rows)
 
     def group_key(self, row):
         key = []
-        for position, (value, type_) in enumerate(zip(row, self.param_leaves)):
+        for position, (value, type_) in enumerate(zip(row, self.param_leaves +
+                                                      self.input_types)):
             if position == self.sequence:
                 if not isinstance(value, list) or len(value) > tff.MAX_UNROLL:
                     return None
                 key.append(("seq", tuple(tuple(np.shape(x) for x in tff._flatten(
                     type_.element, element)) for element in value)))
+            elif position in self.per_client or position >= len(self.param_leaves):
+                spec = _stackable(value, type_)
+                if spec is None:
+                    return None  # not a plain array of its type's dtype: client by client
+                key.append(("client",) + spec)
             else:
                 key.append(("value", id(value), np.shape(value)))
         return tuple(key)
@@ -202,9 +260,14 @@ class _Plan:
                         [np.asarray(tff._unrolled_input(r[position], type_)[j])[None]
                          for r in rows]))
                     layout.append(("stacked", len(stacked) - 1))
+            elif position in self.per_client:  # one [clients, ...] array
+                stacked.append(_stacked([r[position] for r in rows]))
+                layout.append(("stacked", len(stacked) - 1))
             else:
                 shared.append(value)
                 layout.append(("shared", len(shared) - 1))
+        for position in range(len(self.param_leaves), len(rows[0])):  # `inputs`, after
+            stacked.append(_stacked([r[position] for r in rows]))
         cache_key = (key_shapes(key), self._text(), lengths)
         cache = _cache_of(self.leaf)
         function = cache.get(cache_key)
@@ -254,7 +317,36 @@ def _wrapped(total, leaf, added):
 
 
 def key_shapes(key):
-    return tuple(k if k[0] == "seq" else ("value", k[2]) for k in key)
+    """A group key without the identities of its shared values: what the graph depends on."""
+    return tuple(("value", k[2]) if k[0] == "value" else k for k in key)
+
+
+def _per_client_positions(plan, rows):
+    """The positions of the leaf's flat argument, other than its sequence, whose value is
+    not the same object in every row."""
+    if not rows:
+        return frozenset()
+    first = rows[0]
+    return frozenset(position for position in range(len(plan.param_leaves))
+                     if position != plan.sequence and
+                     any(row[position] is not first[position] for row in rows))
+
+
+def _stackable(value, type_):
+    """`(shape, dtype)` of a per-client tensor that stacks into a numeric array of its
+    type's dtype, else None (strings, values of another dtype: run client by client)."""
+    if not isinstance(value, (np.ndarray, np.generic)):
+        return None
+    dtype = value.dtype
+    if dtype.kind not in "biufc" or dtype != type_.dtype:
+        return None
+    return np.shape(value), dtype.str
+
+
+def _stacked(values):
+    """The clients' values of one position as one `[clients, ...]` array (aligned, so that
+    TensorFlow can share it)."""
+    return _aligned_concatenate([np.asarray(v)[None] for v in values])
 
 
 def _has_intrinsics(node):
@@ -308,6 +400,11 @@ class _GroupFunction:
         import tensorflow as tf
         return tf.shape(stacked[0])[0]
 
+    def _client_inputs(self, i, stacked):
+        """The flat `inputs` of client `i` (in the graph): stacked after the leaf's own."""
+        used = sum(kind == "stacked" for kind, _ in self.layout)
+        return [column[i] for column in stacked[used:]]
+
     def _client_outputs(self, i, shared, stacked):
         """The leaf's outputs for client `i` (in the graph)."""
         flat = [shared[index] if kind == "shared" else stacked[index][i]
@@ -343,6 +440,10 @@ class _GroupFunction:
         def body(i, totals, arrays):
             outputs = self._client_outputs(i, shared, *data)
             members = dict(extras)
+            flat_inputs = self._client_inputs(i, *data)
+            for key, node in plan.inputs:
+                members[key] = tff._unflatten(node.type_signature.member, flat_inputs, False,
+                                              True)
             members[plan.leaf_name] = tff._unflatten(plan.leaf.type_signature.result,
                                                      list(outputs), False, True)
             for name, node in plan.post:
@@ -441,19 +542,23 @@ class _RaggedFunction(_GroupFunction):
 
     jit = False
 
-    def __init__(self, plan, concretes, width, shared_count):
+    def __init__(self, plan, concretes, width, shared_count, per_client=frozenset()):
         super().__init__(plan, None, None)
         self.concretes, self.width, self.shared_count = concretes, width, shared_count
+        self.per_client = per_client  # positions of per-client tensors, stacked in `values`
         self.lengths = [length for length, _ in concretes]
 
-    def _size(self, branch, starts, sizes, columns):
+    def _size(self, branch, starts, sizes, columns, values):
         return len(branch)
 
-    def _count(self, branch, starts, sizes, columns):
+    def _count(self, branch, starts, sizes, columns, values):
         import tensorflow as tf
         return tf.shape(branch)[0]
 
-    def _client_outputs(self, i, shared, branch, starts, sizes, columns):
+    def _client_inputs(self, i, branch, starts, sizes, columns, values):
+        return [column[i] for column in values[len(self.per_client):]]
+
+    def _client_outputs(self, i, shared, branch, starts, sizes, columns, values):
         import tensorflow as tf
         plan = self.plan
 
@@ -465,10 +570,13 @@ class _RaggedFunction(_GroupFunction):
                         start, size = starts[e][i, j], sizes[e][i, j]
                         batch_leaves.append(tf.slice(columns[e], _begin(start, columns[e]),
                                                      _extent(size, columns[e])))
-                cursor = 0
+                cursor = stacked = 0
                 for position in range(len(plan.param_leaves)):
                     if position == plan.sequence:
                         flat.extend(batch_leaves)
+                    elif position in self.per_client:
+                        flat.append(values[stacked][i])
+                        stacked += 1
                     else:
                         flat.append(shared[cursor])
                         cursor += 1
@@ -523,13 +631,21 @@ def run_ragged(plan, indices, rows):
         return None
     element_type = plan.param_leaves[sequence].element
     width = len(tff._leaves(element_type))
-    shared = []
+    per_client = _per_client_positions(plan, [rows[i] for i in indices])
+    shared, values = [], []
     for position, type_ in enumerate(plan.param_leaves):
-        if position != sequence:
-            values = {id(rows[i][position]) for i in indices}
-            if len(values) != 1:
-                return None  # a per-client value outside the sequence
+        if position in per_client:  # a per-client tensor outside the sequence: stacked
+            specs = {_stackable(rows[i][position], type_) for i in indices}
+            if None in specs or len(specs) != 1:
+                return None  # of several shapes, or not stackable: client by client
+            values.append(_stacked([rows[i][position] for i in indices]))
+        elif position != sequence:
             shared.append(rows[indices[0]][position])
+    for position, type_ in enumerate(plan.input_types, len(plan.param_leaves)):
+        specs = {_stackable(rows[i][position], type_) for i in indices}
+        if None in specs or len(specs) != 1:
+            return None
+        values.append(_stacked([rows[i][position] for i in indices]))
     if any(not isinstance(rows[i][sequence], list) and int(rows[i][sequence].cardinality()) < 0
            for i in indices):
         return None  # a dataset of unknown length: run client by client
@@ -543,14 +659,15 @@ def run_ragged(plan, indices, rows):
     cache = _cache_of(plan.leaf)
     cache_key = ("ragged", plan._text(), width,
                  tuple((t.dtype, t.shape[1:] if t.shape else t.shape)
-                       for t in tff._leaves(element_type)))
+                       for t in tff._leaves(element_type)), tuple(sorted(per_client)))
     function = cache.get(cache_key)
     if function is None or not set(needed) <= set(function.lengths):
         # one loop for every number of batches seen so far: a round whose clients have
         # new lengths traces it again (at most once per new length), any other reuses it
         lengths = sorted(set(needed) | set(function.lengths if function else ()))
         concretes = [(length, plan.leaf._unrolled[(length,)]) for length in lengths]
-        function = cache[cache_key] = _RaggedFunction(plan, concretes, width, len(shared))
+        function = cache[cache_key] = _RaggedFunction(plan, concretes, width, len(shared),
+                                                      per_client)
     lengths = function.lengths
     longest = lengths[-1]
     starts = [np.zeros((len(indices), max(longest, 1)), np.int32) for _ in range(width)]
@@ -570,7 +687,7 @@ def run_ragged(plan, indices, rows):
         return None
     columns = [_aligned_concatenate(p) for p in pieces]
     branch = np.array([lengths.index(len(rows[i][sequence])) for i in indices], np.int32)
-    return function(shared + plan.extra_inputs(), branch, starts, sizes, columns)
+    return function(shared + plan.extra_inputs(), branch, starts, sizes, columns, values)
 
 
 def _in_graph(fn, interpreter):
@@ -586,27 +703,17 @@ def _in_graph(fn, interpreter):
     return interpreter.evaluate(fn, Environment())
 
 
-def _references(node):
-    found, stack = [], [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, nodes.Reference):
-            found.append(current)
-        elif not isinstance(current, nodes.Lambda):
-            stack.extend(current.children())
-    return found
-
-
-def _by_reference(node):
-    """References to client values, possibly in structs (what `_operand` takes)."""
-    if isinstance(node, nodes.Reference):
-        return True
-    return isinstance(node, nodes.Struct) and all(_by_reference(e) for _, e in node.elements)
+def _input_key(node):
+    """The key of a per-client input in the loop's members: its name, or for a selection
+    (`arg.weight`) a tuple, which no name can equal."""
+    return node.name if isinstance(node, nodes.Reference) else ("input", str(node))
 
 
 def _operand(node, members):
     if isinstance(node, nodes.Reference):
         return members[node.name]
+    if isinstance(node, nodes.Selection):
+        return members[_input_key(node)]
     if isinstance(node, nodes.Struct):
         return Struct([(n, _operand(e, members)) for n, e in node.elements])
     raise _NotLowerable()

@@ -1,0 +1,301 @@
+"""Compiled passes over per-client tensors (no sequence): each client's own array (or struct of
+arrays) is stacked across a group of alike clients, broadcasts stay shared inputs, and the
+results are the reference interpreter's."""
+
+import collections
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import fcore
+from fcore import CLIENTS, SERVER, FederatedType, TensorType
+from fcore.execution import lowering, streaming
+from fcore.struct import python_items
+
+VECTOR = TensorType(np.float32, [1000])
+
+
+@fcore.tf_computation(VECTOR, VECTOR)
+def sq_dist(x, center):
+    return tf.reduce_sum((x - center) ** 2)
+
+
+@fcore.federated_computation(FederatedType(VECTOR, CLIENTS), FederatedType(VECTOR, SERVER))
+def spread(points, center):
+    c = fcore.federated_broadcast(center)
+    return fcore.federated_mean(fcore.federated_map(sq_dist, fcore.federated_zip((points, c))))
+
+
+LAYER = fcore.to_type(collections.OrderedDict(w=TensorType(np.float32, [4, 3]),
+                                              b=TensorType(np.float32, [3])))
+INPUT = TensorType(np.float32, [4])
+
+
+@fcore.tf_computation(LAYER, INPUT)
+def apply_layer(layer, x):
+    y = tf.linalg.matvec(layer["w"], x, transpose_a=True) + layer["b"]
+    return collections.OrderedDict(y=y, norm=tf.norm(layer["w"]), big=tf.cast(y[0] > 0, tf.int32))
+
+
+@fcore.federated_computation(FederatedType(LAYER, CLIENTS), FederatedType(INPUT, SERVER))
+def layer_stats(layers, x):
+    x_at_clients = fcore.federated_broadcast(x)
+    out = fcore.federated_map(apply_layer, fcore.federated_zip((layers, x_at_clients)))
+    return collections.OrderedDict(mean_y=fcore.federated_mean(out.y),
+                                   weighted=fcore.federated_mean(out.y, out.norm),
+                                   big=fcore.federated_sum(out.big))
+
+
+def points(count, seed=0, size=1000):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=size).astype(np.float32) for _ in range(count)]
+
+
+def layers(count, seed=0):
+    rng = np.random.default_rng(seed)
+    return [collections.OrderedDict(w=rng.normal(size=(4, 3)).astype(np.float32),
+                                    b=rng.normal(size=3).astype(np.float32))
+            for _ in range(count)]
+
+
+def run(kind, computation, *args):
+    with fcore.execution_context(kind):
+        return computation(*args)
+
+
+def assert_same(want, found):
+    """Equal to 1e-6, container by container (dicts, structs, namedtuples, ...)."""
+    items = python_items(want)
+    if items is not None:
+        found_items = python_items(found)[0]
+        assert [k for k, _ in items[0]] == [k for k, _ in found_items]
+        for (_, a), (_, b) in zip(items[0], found_items):
+            assert_same(a, b)
+        return
+    np.testing.assert_allclose(np.asarray(found), np.asarray(want), rtol=1e-6, atol=1e-6)
+
+
+@pytest.fixture
+def leaf_calls(monkeypatch):
+    """How many times the fast executor ran each TF leaf client by client (by name)."""
+    calls = collections.Counter()
+    original = streaming.StreamingInterpreter.run_leaf
+
+    def counting(self, leaf, argument):
+        calls[leaf.name] += 1
+        return original(self, leaf, argument)
+    monkeypatch.setattr(streaming.StreamingInterpreter, "run_leaf", counting)
+    return calls
+
+
+def tracings(leaf):
+    return [f.experimental_get_tracing_count() for loop in lowering.compiled_loops(leaf)
+            for f in loop.traced or []]
+
+
+@pytest.mark.parametrize("count", [3, 40])
+def test_spread_matches_the_reference(count, leaf_calls):
+    data, center = points(count), points(1, seed=1)[0]
+    want = run("reference", spread, data, center)
+    leaf_calls.clear()
+    found = run("fast", spread, data, center)
+    assert_same(want, found)
+    np.testing.assert_allclose(found, np.mean([np.sum((p - center) ** 2) for p in data]),
+                               rtol=1e-5)
+    # below MIN_GROUP every client runs the leaf; a large group runs none of them
+    assert leaf_calls["sq_dist"] == (count if count < lowering.MIN_GROUP else 0)
+
+
+@pytest.mark.parametrize("count", [3, 40])
+def test_a_struct_valued_per_client_input_matches_the_reference(count, leaf_calls):
+    x = np.linspace(-1, 1, 4).astype(np.float32)
+    want = run("reference", layer_stats, layers(count), x)
+    leaf_calls.clear()
+    found = run("fast", layer_stats, layers(count), x)
+    assert_same(want, found)
+    assert leaf_calls["apply_layer"] == (count if count < lowering.MIN_GROUP else 0)
+
+
+def test_the_compiled_loop_is_reused_for_new_arrays_of_the_same_shapes(leaf_calls):
+    leaf = sq_dist.ir.computation
+    center = points(1, seed=1)[0]
+    run("fast", spread, points(40, seed=2), center)
+    loops = lowering.compiled_loops(leaf)
+    assert [type(loop).__name__ for loop in loops] == ["_GroupFunction"]
+    traced = tracings(leaf)
+    assert sum(traced) > 0
+    for seed in (3, 4):  # new per-client arrays and a new center: no new graph, no retracing
+        data, center = points(40, seed=seed), points(1, seed=seed + 10)[0]
+        leaf_calls.clear()
+        assert_same(run("reference", spread, data, center), run("fast", spread, data, center))
+        assert leaf_calls["sq_dist"] == 0
+        assert lowering.compiled_loops(leaf) == loops
+        assert tracings(leaf) == traced
+
+
+def test_broadcast_positions_are_shared_and_client_positions_stacked():
+    """The group function's layout: the clients' points stacked, the center passed once."""
+    run("fast", spread, points(40, seed=5), points(1, seed=6)[0])
+    (loop,) = lowering.compiled_loops(sq_dist.ir.computation)
+    assert loop.layout == [("stacked", 0), ("shared", 0)]
+
+
+def test_one_array_given_to_every_client_is_shared():
+    same = points(1, seed=7)[0]
+    data, center = [same] * 40, points(1, seed=8)[0]
+    assert_same(run("reference", spread, data, center), run("fast", spread, data, center))
+
+
+def test_clients_of_several_shapes_run_in_groups_by_shape(leaf_calls):
+    @fcore.tf_computation(TensorType(np.float32, [None]))
+    def stats(x):
+        return collections.OrderedDict(total=tf.reduce_sum(x), size=tf.size(x))
+
+    f = fcore.federated_computation(
+        lambda x: fcore.federated_sum(fcore.federated_map(stats, x)),
+        FederatedType(TensorType(np.float32, [None]), CLIENTS))
+    rng = np.random.default_rng(9)
+    data = [rng.normal(size=4 + 2 * (i % 2)).astype(np.float32) for i in range(20)] + \
+        [np.ones(5, np.float32)] * 1 + [rng.normal(size=5).astype(np.float32)] * 2
+    leaf_calls.clear()
+    assert_same(run("reference", f, data), run("fast", f, data))
+    assert leaf_calls["stats"] == 3  # two compiled groups of 10; the 3 of shape [5] one by one
+    assert len(lowering.compiled_loops(stats.ir.computation)) == 2
+
+
+def test_a_median_of_40_clients_is_numpy_s_median(leaf_calls):
+    value_type = TensorType(np.float32, [100])
+    process = fcore.aggregators.MedianFactory().create(value_type)
+    data = points(40, seed=11, size=100)
+    with fcore.execution_context("fast"):
+        output = process.next(process.initialize(), data)
+    np.testing.assert_array_equal(output.result, np.median(np.stack(data), axis=0))
+    assert output.measurements["clients"] == 40
+    # the bisection rounds ran compiled: only the server's leaves ran outside a loop
+    assert leaf_calls["answer"] == 0 and leaf_calls["first_answer"] == 0
+    answer = next(leaf for leaf in process.next.leaves().values() if leaf.name == "answer")
+    traced = tracings(answer)
+    assert len(lowering.compiled_loops(answer)) == 1 and sum(traced) > 0
+    data = points(40, seed=12, size=100)  # the next call: new values, the same graphs
+    with fcore.execution_context("fast"):
+        output = process.next(process.initialize(), data)
+    np.testing.assert_array_equal(output.result, np.median(np.stack(data), axis=0))
+    assert tracings(answer) == traced
+
+
+def test_clipped_weighted_mean_takes_the_clients_weights_into_the_loop(leaf_calls):
+    """A step after the leaf (the weighted mean) takes a per-client value from the argument
+    (the weights): it is stacked as an input of the compiled loop."""
+    process = fcore.aggregators.clipping_factory(
+        30.0, fcore.aggregators.MeanFactory()).create(VECTOR)
+    state = process.initialize()
+    rng = np.random.default_rng(12)
+    for count in (3, 40):
+        data = points(count, seed=count)
+        weights = [np.float32(w) for w in rng.uniform(0, 5, count)]
+        weights[1] = np.float32(0.0)
+        want = run("reference", process.next, state, data, weights)
+        leaf_calls.clear()
+        found = run("fast", process.next, state, data, weights)
+        assert_same(want.result, found.result)
+        assert_same(want.measurements, found.measurements)
+        assert leaf_calls["clip"] == (count if count < lowering.MIN_GROUP else 0)
+
+
+def test_per_client_tensors_next_to_sequences_run_compiled_and_ragged(leaf_calls):
+    """A leaf that takes each client's batches and its own offset: alike clients run in one
+    group loop, clients of other lengths in the ragged loop, both stacking the offsets."""
+    batch = TensorType(np.float32, [None, 2])
+
+    @fcore.tf_computation(fcore.SequenceType(batch), TensorType(np.float32, [2]))
+    def shifted_sum(ds, offset):
+        total = tf.zeros([2])
+        for b in ds:
+            total = total + tf.reduce_sum(b + offset, axis=0)
+        return total
+
+    f = fcore.federated_computation(
+        lambda ds, offsets: fcore.federated_mean(fcore.federated_map(
+            shifted_sum, fcore.federated_zip((ds, offsets)))),
+        FederatedType(fcore.SequenceType(batch), CLIENTS),
+        FederatedType(TensorType(np.float32, [2]), CLIENTS))
+    rng = np.random.default_rng(13)
+    alike = [[rng.normal(size=(3, 2)).astype(np.float32)] for _ in range(10)]
+    odd = [[rng.normal(size=(n, 2)).astype(np.float32) for n in range(1, k + 2)]
+           for k in range(4)]
+    data = alike + odd
+    offsets = [rng.normal(size=2).astype(np.float32) for _ in data]
+    leaf_calls.clear()
+    assert_same(run("reference", f, data, offsets), run("fast", f, data, offsets))
+    assert leaf_calls["shifted_sum"] == 0
+    kinds = sorted(type(loop).__name__ for loop in lowering.compiled_loops(
+        shifted_sum.ir.computation))
+    assert kinds == ["_GroupFunction", "_RaggedFunction"]
+
+
+def test_compiled_integer_sums_of_client_tensors_are_checked():
+    identity = fcore.tf_computation(lambda x: x, TensorType(np.int32, [2]))
+    f = fcore.federated_computation(
+        lambda x: fcore.federated_sum(fcore.federated_map(identity, x)),
+        FederatedType(TensorType(np.int32, [2]), CLIENTS))
+    big = np.iinfo(np.int32).max // 8
+    data = [np.full(2, big, np.int32) for _ in range(10)]
+    with fcore.execution_context("fast"):
+        with pytest.raises(fcore.ExecutionError, match="does not fit"):
+            f(data)
+        small = [np.array([i, -i], np.int32) for i in range(10)]
+        np.testing.assert_array_equal(f(small), [45, -45])
+    assert lowering.compiled_loops(identity.ir.computation)
+
+
+def test_string_client_values_run_client_by_client(leaf_calls):
+    length = fcore.tf_computation(lambda s: tf.strings.length(s), TensorType(np.str_))
+    f = fcore.federated_computation(
+        lambda x: fcore.federated_sum(fcore.federated_map(length, x)),
+        FederatedType(TensorType(np.str_), CLIENTS))
+    data = [f"client {i}" for i in range(12)]
+    leaf_calls.clear()
+    assert run("reference", f, data) == run("fast", f, data) == sum(len(s) for s in data)
+    assert leaf_calls[length.ir.computation.name] == 12
+
+
+SMALL = TensorType(np.float32, [3])
+
+
+@fcore.tf_computation(SMALL, SMALL)
+def scaled(x, c):
+    return x * c
+
+
+@fcore.tf_computation(SMALL, fcore.to_type((SMALL, SMALL)))
+def minus_first(a, pair):
+    return a - pair[0] + 0.5 * pair[1]
+
+
+@fcore.federated_computation(FederatedType(SMALL, CLIENTS), FederatedType(SMALL, SERVER),
+                             FederatedType(np.float32, CLIENTS))
+def mixed(x, c, w):
+    xc = fcore.federated_zip((x, fcore.federated_broadcast(c)))
+    y = fcore.federated_map(scaled, xc)
+    d = fcore.federated_map(minus_first, fcore.federated_zip((y, xc)))
+    return collections.OrderedDict(
+        y=y, total=fcore.federated_sum(d), weighted=fcore.federated_mean(d, w),
+        again=fcore.federated_sum(fcore.federated_map(minus_first, fcore.federated_zip(
+            (d, fcore.federated_zip((x, x)))))))
+
+
+def test_steps_after_the_leaf_take_per_client_values_from_outside_the_loop(leaf_calls):
+    """Steps after the leaf use the zip made before it and the argument's client values;
+    the weights come from the argument; the leaf's per-client results are kept."""
+    rng = np.random.default_rng(14)
+    x = [rng.normal(size=3).astype(np.float32) for _ in range(20)]
+    w = [np.float32(v) for v in rng.uniform(0, 2, 20)]
+    c = np.array([1, 2, 3], np.float32)
+    want = run("reference", mixed, x, c, w)
+    leaf_calls.clear()
+    found = run("fast", mixed, x, c, w)
+    assert_same(want, found)
+    assert sum(leaf_calls.values()) == 0
+    assert [type(loop).__name__ for loop in lowering.compiled_loops(scaled.ir.computation)] \
+        == ["_GroupFunction"]
