@@ -19,6 +19,7 @@ Modes:
 
     python benchmarks/round_benchmark.py --clients 10 100 1000 --modes tf_xla tf_loop fast
     python benchmarks/round_benchmark.py --clients 10000 --examples 5 --modes tf_xla fast
+    python benchmarks/round_benchmark.py --data-form datasets --modes tf_xla fast custom_fast
 
 Data: the 4,000 training digits split IID over the clients, or with --examples E, E digits
 per client (drawn with replacement when clients x E exceeds 4,000). Batches of 100, one local
@@ -63,6 +64,21 @@ def batches(x, y):
     import collections
     return [collections.OrderedDict(x=x[i:i + BATCH], y=y[i:i + BATCH])
             for i in range(0, len(y), BATCH)]
+
+
+DATA_FORM = "lists"  # --data-form: how fcore's modes get each client's data
+
+
+def client_data(clients):
+    """Each client's batches: a list of OrderedDicts (`lists`), or a batched
+    `tf.data.Dataset` (`datasets`), as a user would hand them to a round."""
+    if DATA_FORM == "lists":
+        return [batches(x, y) for x, y in clients]
+    import collections
+
+    import tensorflow as tf
+    return [tf.data.Dataset.from_tensor_slices(collections.OrderedDict(x=x, y=y)).batch(BATCH)
+            for x, y in clients]
 
 
 def initial_weights():
@@ -147,8 +163,8 @@ def fcore_round(clients, mode):
     import fcore
     import learning
     from learning import mnist
-    data = [batches(x, y) for x, y in clients]
-    sample = data[0][0]
+    data = client_data(clients)
+    sample = batches(*clients[0])[0]
 
     def model_fn():
         return learning.from_compiled_keras_model(mnist.create_compiled_keras_model(), sample)
@@ -175,8 +191,8 @@ def algorithm_round(clients, kind):
     import fcore
     import learning
     from learning import algorithms, mnist
-    data = [batches(x, y) for x, y in clients]
-    sample = data[0][0]
+    data = client_data(clients)
+    sample = batches(*clients[0])[0]
 
     def model_fn():
         return learning.from_compiled_keras_model(mnist.create_compiled_keras_model(), sample)
@@ -205,7 +221,7 @@ def custom_round(clients, kind):
 
     import fcore
     _, weights = initial_weights()
-    data = [batches(x, y) for x, y in clients]
+    data = client_data(clients)
     weights_type = fcore.StructType([(None, fcore.TensorType(np.float32, w.shape))
                                      for w in weights])
     batch_type = fcore.to_type(collections_spec())
@@ -292,8 +308,13 @@ def main():
     parser.add_argument("--split", choices=("iid", "by_label", "dirichlet"), default="iid",
                         help="how the 4,000 digits are split (with no --examples)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--data-form", choices=("lists", "datasets"), default="lists",
+                        help="fcore's modes get each client's batches as a list, or as a "
+                             "batched tf.data.Dataset")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # mode clients (internal)
     args = parser.parse_args()
+    global DATA_FORM
+    DATA_FORM = args.data_form
     if args.one:
         print(json.dumps(measure(args.one[0], int(args.one[1]), args.examples, args.rounds,
                                  args.split)))
@@ -304,7 +325,8 @@ def main():
         results = {}
         for mode in args.modes:
             command = [sys.executable, __file__, "--one", mode, str(n),
-                       "--rounds", str(args.rounds), "--split", args.split]
+                       "--rounds", str(args.rounds), "--split", args.split,
+                       "--data-form", args.data_form]
             if args.examples:
                 command += ["--examples", str(args.examples)]
             out = subprocess.run(command, capture_output=True, text=True)
