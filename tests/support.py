@@ -59,7 +59,7 @@ def local_cluster():
     module-scoped fixtures)."""
     import distributed
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address=":0")  # None still tries port 8787
     client = distributed.Client(cluster)
     yield client
     client.close()
