@@ -30,15 +30,10 @@ import numpy as np
 
 from fcore import structure
 from fcore.computation import Computation
-from fcore.intrinsics.definitions import lookup
+from fcore.intrinsics.definitions import get, lookup
 from fcore.ir import analysis, nodes
 from fcore.types import core
 
-_PER_CLIENT = {"federated_map", "federated_zip_at_clients", "federated_value_at_clients",
-               "federated_eval_at_clients", "federated_broadcast"}
-_AGGREGATIONS = {"federated_sum", "federated_mean", "federated_weighted_mean", "federated_min",
-                 "federated_max", "federated_aggregate", "federated_secure_sum",
-                 "federated_secure_sum_bitwidth"}
 _SECURE = ("secure_sum", "secure_sum_bitwidth")
 PARTS = ("prepare", "work", "zero", "accumulate", "merge", "report", "secure_sum_max_input",
          "secure_sum_bitwidth", "update")
@@ -181,10 +176,11 @@ class _Compiler:
             if self.arg in analysis.free_names(value):
                 deps |= self._parameter_phases(value)
             uri = value.function.uri if _intrinsic_call(value) else None
+            aggregation = _aggregation(uri)
             if not deps and not _mentions_federated(value.type_signature) and \
-                    uri not in _AGGREGATIONS:
+                    not aggregation:
                 kind = "const"  # a value of no placement: available to every part
-            elif uri in _AGGREGATIONS:
+            elif aggregation:
                 client, rest = _split_aggregation(value)
                 if {phase.get(d) for d in analysis.free_names(client)} - {"client", None} \
                         or not _clients(client.type_signature):
@@ -202,7 +198,7 @@ class _Compiler:
                     raise self._error(name, value, "a broadcast of a value computed after "
                                       "the aggregation (a second round in one call)")
                 kind = "client"
-            elif uri in _PER_CLIENT or _mentions_clients(value.type_signature):
+            elif _at_clients(uri) or _mentions_clients(value.type_signature):
                 if "post" in deps or "aggregate" in deps:
                     raise self._error(name, value, "client work that uses the result of an "
                                       "aggregation (a second round in one call)")
@@ -504,12 +500,22 @@ def _intrinsic_call(node):
     return isinstance(node, nodes.Call) and isinstance(node.function, nodes.Intrinsic)
 
 
+def _aggregation(uri):
+    """Whether `uri` (None for a call of no intrinsic) names an aggregation."""
+    definition = None if uri is None else get(uri)
+    return definition is not None and definition.aggregation
+
+
+def _at_clients(uri):
+    """Whether `uri` (None for a call of no intrinsic) gives a value placed at CLIENTS."""
+    definition = None if uri is None else get(uri)
+    return definition is not None and definition.result_placement == "CLIENTS"
+
+
 def _split_aggregation(value):
     """The client operand of an aggregation call and its other (server) arguments."""
-    uri = value.function.uri
     argument = value.argument
-    if uri in ("federated_sum", "federated_mean", "federated_min", "federated_max",
-               "federated_weighted_mean"):  # (a weighted mean's operand is <value,weight>)
+    if lookup(value.function.uri).whole_operand:  # (a weighted mean's is <value,weight>)
         return argument, []
     elements = [e for _, e in argument.elements] if isinstance(argument, nodes.Struct) else \
         [nodes.Selection(argument, index=i) for i in range(len(argument.type_signature))]

@@ -4,7 +4,10 @@ time, so aggregating N clients holds one running value, not N client values.
 The results equal the reference interpreter's (to float rounding): sums and means accumulate
 in float64 (complex128 for complex), weighted means leave out members of weight zero, and
 `federated_aggregate` folds every client into `zero` with `accumulate`, then `report`s (`zero`
-must be an identity of `merge`: see `intrinsic_impls.check_merge_identity`)."""
+must be an identity of `merge`: see `intrinsic_impls.check_merge_identity`).
+
+Each aggregation the fast executor streams has an "accumulator" rule, attached here: a
+factory `(fn_type, server_argument) -> accumulator` with `add`, `merge` and `result`."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import numpy as np
 from fcore import structure
 from fcore.execution import intrinsic_impls as impls
 from fcore.execution.errors import ExecutionError
+from fcore.intrinsics.definitions import lookup
 from fcore.struct import Struct
 from fcore.types import core
 
@@ -186,32 +190,61 @@ class SecureSum:
         return structure.rebuild(self.type_, sums)
 
 
-STREAMING = ("federated_sum", "federated_mean", "federated_weighted_mean", "federated_min",
-             "federated_max", "federated_aggregate", "federated_secure_sum",
-             "federated_secure_sum_bitwidth")
+def _accumulator(uri):
+    """Attaches the decorated factory `(fn_type, server_argument) -> accumulator` as the
+    "accumulator" rule of intrinsic `uri`."""
+    def register(factory):
+        return lookup(uri).def_rule("accumulator", factory)
+    return register
+
+
+@_accumulator("federated_sum")
+def _sum(fn_type, server_argument):
+    return Reduction(fn_type, np.add, lambda type_: impls._sum(type_, []), "federated_sum")
+
+
+@_accumulator("federated_mean")
+def _mean(fn_type, server_argument):
+    return Mean(fn_type, fn_type.parameter)
+
+
+@_accumulator("federated_weighted_mean")
+def _weighted_mean(fn_type, server_argument):
+    return Mean(fn_type, fn_type.parameter, weighted=True)
+
+
+def _extremum(uri, reducer):
+    def factory(fn_type, server_argument):
+        return Reduction(fn_type, reducer, _undefined(uri), uri)
+    return _accumulator(uri)(factory)
+
+
+_extremum("federated_min", np.minimum)
+_extremum("federated_max", np.maximum)
+
+
+@_accumulator("federated_aggregate")
+def _aggregate(fn_type, server_argument):
+    zero, accumulate, merge, report = server_argument
+    impls.check_merge_identity(zero, merge)
+    return Aggregate(fn_type, fn_type.parameter, zero, accumulate, report)
+
+
+@_accumulator("federated_secure_sum")
+def _secure_sum(fn_type, server_argument):
+    return SecureSum(fn_type, fn_type.parameter, server_argument[0], bitwidth=False)
+
+
+@_accumulator("federated_secure_sum_bitwidth")
+def _secure_sum_bitwidth(fn_type, server_argument):
+    return SecureSum(fn_type, fn_type.parameter, server_argument[0], bitwidth=True)
 
 
 def start(uri, fn_type, server_argument):
-    """An accumulator for intrinsic `uri`. `server_argument` holds the argument's parts that
-    are not the streamed client value (for aggregate: zero, accumulate, merge, report; for
-    secure sums: the bound)."""
-    argument_type = fn_type.parameter
-    if uri == "federated_sum":
-        return Reduction(fn_type, np.add, lambda type_: impls._sum(type_, []), uri)
-    if uri == "federated_mean":
-        return Mean(fn_type, argument_type)
-    if uri == "federated_weighted_mean":
-        return Mean(fn_type, argument_type, weighted=True)
-    if uri == "federated_min":
-        return Reduction(fn_type, np.minimum, _undefined(uri), uri)
-    if uri == "federated_max":
-        return Reduction(fn_type, np.maximum, _undefined(uri), uri)
-    if uri == "federated_aggregate":
-        zero, accumulate, merge, report = server_argument
-        impls.check_merge_identity(zero, merge)
-        return Aggregate(fn_type, argument_type, zero, accumulate, report)
-    return SecureSum(fn_type, argument_type, server_argument[0],
-                     bitwidth=uri == "federated_secure_sum_bitwidth")
+    """An accumulator for intrinsic `uri` (its "accumulator" rule). `server_argument` holds
+    the argument's parts that are not the streamed client value (for aggregate: zero,
+    accumulate, merge, report; for secure sums: the bound)."""
+    return lookup(uri).rule("accumulator")(fn_type, server_argument)
 
 
 def member_type(fn_type):

@@ -29,6 +29,7 @@ from fcore.execution.errors import ExecutionError
 from fcore.execution.cache import LRU
 from fcore.execution.context import register_executor
 from fcore.execution.streaming import StreamingInterpreter
+from fcore.intrinsics.definitions import lookup
 from fcore.ir import nodes
 from fcore.types import core
 
@@ -98,8 +99,8 @@ class DistributedInterpreter(StreamingInterpreter):
         needed = _needed(per_client, roots + sorted(materialise))
         order = [(name, per_client[name]) for name in per_client if name in needed]
         try:
-            if any(n.function.uri in ("federated_aggregate", "federated_secure_sum",
-                                      "federated_secure_sum_bitwidth") for _, n in aggregates):
+            if any(not lookup(n.function.uri).has_rule("merge_partials")
+                   for _, n in aggregates):
                 raise _Unsupported()  # merged on the driver only from the clients' values
             program = _ClientProgram(order, aggregates, materialise, once)
         except _Unsupported:
@@ -228,7 +229,7 @@ class _ClientProgram:
             locals_.append((name, nodes.Call(node.function, argument)))
             outputs.append(nodes.Reference(name, node.type_signature))
             self.results.append(("aggregate", name, uri))
-            extra = _merge_weight(uri, argument)
+            extra = lookup(uri).rule("merge_partials").weight(argument)
             if extra is not None:
                 locals_.append((name + "_weight", extra))
                 outputs.append(nodes.Reference(name + "_weight", extra.type_signature))
@@ -286,23 +287,55 @@ class _ClientProgram:
         return nodes.Reference(name, type_)
 
 
-def _merge_weight(uri, argument):
-    """What merging chunk results of `uri` needs besides the results: the sum of the weights
-    of a weighted mean, the number of members of a mean."""
-    from fcore.intrinsics.definitions import lookup
-    if uri == "federated_weighted_mean":
-        counted = argument.elements[1][1] if isinstance(argument, nodes.Struct) else \
-            nodes.Selection(argument, index=1)
-    elif uri == "federated_mean":
-        member = argument.type_signature.member
-        one = nodes.Lambda("_v", member, nodes.Literal(1.0))
-        pair = nodes.Struct([(None, one), (None, argument)])
-        counted = nodes.Call(nodes.Intrinsic(
-            "federated_map", lookup("federated_map").function_type(pair.type_signature)), pair)
-    else:
-        return None
+def _summed(counted):
     return nodes.Call(nodes.Intrinsic("federated_sum", lookup("federated_sum").function_type(
         counted.type_signature)), counted)
+
+
+# The "merge_partials" rules: how the driver merges the chunks' results of an aggregation.
+# `weight(argument)` is what each chunk computes besides its result (the sum of the weights
+# of a weighted mean, the number of members of a mean), or None; `merge(uri, values, weights,
+# type_)` combines the chunks' results (and those weights). Aggregations without the rule
+# (federated_aggregate, secure sums) run their pass on the driver from the clients' values.
+
+class _MergeReduction:
+    """Sums (exactly, for integers), minima and maxima: the reduction of the chunks'."""
+
+    weighted = False
+
+    def __init__(self, reducer):
+        self.reducer = reducer
+
+    def weight(self, argument):
+        return None
+
+    def merge(self, uri, values, weights, type_):
+        return _combine(uri, values, type_, self.reducer)
+
+
+class _MergeMean:
+    """Means and weighted means: the chunks' means weighted by their weights."""
+
+    weighted = True
+
+    def __init__(self, weighted_mean):
+        self.weighted_mean = weighted_mean
+
+    def weight(self, argument):
+        if self.weighted_mean:
+            counted = argument.elements[1][1] if isinstance(argument, nodes.Struct) else \
+                nodes.Selection(argument, index=1)
+        else:
+            member = argument.type_signature.member
+            one = nodes.Lambda("_v", member, nodes.Literal(1.0))
+            pair = nodes.Struct([(None, one), (None, argument)])
+            counted = nodes.Call(nodes.Intrinsic(
+                "federated_map", lookup("federated_map").function_type(pair.type_signature)),
+                pair)
+        return _summed(counted)
+
+    def merge(self, uri, values, weights, type_):
+        return _weighted(values, weights, type_)
 
 
 _programs = LRU(32)  # program text, leaves and lengths -> (saved bytes, digest), per process
@@ -445,12 +478,13 @@ def _merge(partials, aggregates, materialise, program, count):
             continue
         fn_type = dict(aggregates)[name].function.type_signature
         values = [outputs[position] for _, outputs in partials]
-        if uri in ("federated_weighted_mean", "federated_mean"):
+        merge = lookup(uri).rule("merge_partials")
+        if merge.weighted:
             weights = [float(outputs[position + 1]) for _, outputs in partials]
-            results[name] = _weighted(values, weights, fn_type.result.member)
+            results[name] = merge.merge(uri, values, weights, fn_type.result.member)
             position += 2
         else:
-            results[name] = _combine(uri, values, fn_type.result.member)
+            results[name] = merge.merge(uri, values, None, fn_type.result.member)
             position += 1
     return results
 
@@ -470,8 +504,7 @@ def _weighted(means, weights, type_):
     return structure.rebuild(type_, leaves)
 
 
-def _combine(uri, values, type_):
-    reduce = {"federated_min": np.minimum, "federated_max": np.maximum}.get(uri, np.add)
+def _combine(uri, values, type_, reduce):
     leaf_types = structure.leaf_types(type_)
     leaves = []
     for position, t in enumerate(leaf_types):
@@ -485,6 +518,13 @@ def _combine(uri, values, type_):
             acc = reduce(acc, part)
         leaves.append(impls._cast(t, acc))
     return structure.rebuild(type_, leaves)
+
+
+lookup("federated_sum").def_rule("merge_partials", _MergeReduction(np.add))
+lookup("federated_min").def_rule("merge_partials", _MergeReduction(np.minimum))
+lookup("federated_max").def_rule("merge_partials", _MergeReduction(np.maximum))
+lookup("federated_mean").def_rule("merge_partials", _MergeMean(weighted_mean=False))
+lookup("federated_weighted_mean").def_rule("merge_partials", _MergeMean(weighted_mean=True))
 
 
 def run(computation, argument, num_clients, context):

@@ -1,4 +1,5 @@
-"""What each intrinsic does on runtime values, for the reference interpreter. Each takes the
+"""What each intrinsic does on runtime values, for the reference interpreter: each intrinsic's
+"reference" rule (`fcore.intrinsics.definitions`), attached here at import. Each takes the
 interpreter, the intrinsic's concrete function type, and the runtime argument."""
 
 from __future__ import annotations
@@ -10,16 +11,14 @@ import numpy as np
 
 from fcore import structure
 from fcore.execution.errors import ExecutionError, dataset_check_error
+from fcore.intrinsics.definitions import lookup
 from fcore.struct import Struct
 from fcore.types import core
-
-IMPLEMENTATIONS = {}
 
 
 def _implements(uri):
     def register(fn):
-        IMPLEMENTATIONS[uri] = fn
-        return fn
+        return lookup(uri).def_rule("reference", fn)
     return register
 
 
@@ -156,8 +155,8 @@ def _extremum(reducer, name):
     return implementation
 
 
-IMPLEMENTATIONS["federated_min"] = _extremum(np.minimum, "federated_min")
-IMPLEMENTATIONS["federated_max"] = _extremum(np.maximum, "federated_max")
+_implements("federated_min")(_extremum(np.minimum, "federated_min"))
+_implements("federated_max")(_extremum(np.maximum, "federated_max"))
 
 
 def check_merge_identity(zero, merge):
@@ -296,8 +295,8 @@ def _unplace(value, type_, client):
                    for (name, t), v in zip(type_.items(), value)])
 
 
-IMPLEMENTATIONS["federated_zip_at_server"] = lambda i, t, a: _zip(i, t, a, clients=False)
-IMPLEMENTATIONS["federated_zip_at_clients"] = lambda i, t, a: _zip(i, t, a, clients=True)
+_implements("federated_zip_at_server")(lambda i, t, a: _zip(i, t, a, clients=False))
+_implements("federated_zip_at_clients")(lambda i, t, a: _zip(i, t, a, clients=True))
 
 
 def iterate(sequence, element_type):

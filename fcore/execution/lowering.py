@@ -26,12 +26,12 @@ from fcore.execution import accumulators
 from fcore.execution.cache import LRU
 from fcore.execution.errors import ExecutionError
 from fcore.execution.reference import Environment, Interpreter
+from fcore.intrinsics.definitions import lookup
 from fcore.ir import analysis, nodes
 from fcore.struct import Struct
 from fcore.tracing import tf_function as tff
 from fcore.types import core
 
-_LOWERED = ("federated_sum", "federated_mean", "federated_weighted_mean")
 _FALLBACK_LOCK = threading.Lock()
 CACHE_SIZE = 16  # compiled client loops kept per TF leaf (least recently used dropped)
 
@@ -102,8 +102,8 @@ class _Plan:
         leaves = [(i, n) for i, (name, n) in enumerate(order)
                   if n.function.uri == "federated_map" and isinstance(n.argument, nodes.Struct)
                   and isinstance(n.argument.elements[0][1], nodes.TFLeaf)]
-        if not leaves or any(uri not in _LOWERED for uri in
-                             (n.function.uri for _, n in aggregates)):
+        if not leaves or any(not lookup(n.function.uri).has_rule("in_graph")
+                             for _, n in aggregates):
             raise _NotLowerable()
         position, leaf_node = leaves[0]
         self.leaf_name = names[position]
@@ -296,6 +296,80 @@ class _Plan:
             for (_, n), o in zip(self.aggregates, self.operands)) + tuple(self.kept)
 
 
+# The "in_graph" rules: how the compiled client loop accumulates an aggregation (only those
+# attached here are lowered; a pass with another aggregation runs client by client). Each
+# keeps flat float64 or integer totals in the loop's state: `initial(types)` gives them for
+# the operand's leaf types, `add(function, totals, cursor, value)` adds one client's operand
+# value at `cursor` (in place; returns the cursor after its totals), and `unpack(acc, totals,
+# cursor, width, size)` loads the loop's totals into the intrinsic's streaming accumulator.
+
+class _InGraphSum:
+    """`federated_sum`: totals in `_sum_dtype`, with 64-bit integer sums checked for
+    wrap-around (the flag is the last of the loop's totals)."""
+
+    def initial(self, types):
+        import tensorflow as tf
+        return [tf.zeros(t.shape, _sum_dtype(t)) for t in types]
+
+    def add(self, function, totals, cursor, value):
+        import tensorflow as tf
+        for leaf in structure.leaves(value):
+            total = totals[cursor]
+            added = total + tf.cast(leaf, total.dtype)
+            if total.dtype in (tf.int64, tf.uint64):  # check: no wrap-around
+                totals[-1] = tf.logical_or(totals[-1], _wrapped(
+                    total, tf.cast(leaf, total.dtype), added))
+            totals[cursor] = added
+            cursor += 1
+        return cursor
+
+    def unpack(self, acc, totals, cursor, width, size):
+        acc.totals = totals[cursor:cursor + width] if size else None
+        return cursor + width
+
+
+class _InGraphMean:
+    """`federated_mean` and `federated_weighted_mean`: float64 totals and then the weight (a
+    weighted mean leaves out a member of weight zero)."""
+
+    def __init__(self, weighted):
+        self.weighted = weighted
+
+    def initial(self, types):
+        import tensorflow as tf
+        if self.weighted:  # the operand's leaves: the value's, then the weight
+            types = types[:-1]
+        return [tf.zeros(t.shape, tf.float64) for t in types] + [tf.constant(0.0, tf.float64)]
+
+    def add(self, function, totals, cursor, value):
+        import tensorflow as tf
+        if self.weighted:
+            leaves, weight = structure.leaves(value[0]), tf.cast(value[1], tf.float64)
+            width = len(leaves)
+            totals[cursor:cursor + width] = function._weighted_add(
+                totals[cursor:cursor + width], leaves, weight)
+            cursor += width
+            totals[cursor] += weight
+            return cursor + 1
+        for leaf in structure.leaves(value):
+            totals[cursor] += tf.cast(leaf, tf.float64)
+            cursor += 1
+        totals[cursor] += 1.0
+        return cursor + 1
+
+    def unpack(self, acc, totals, cursor, width, size):
+        acc.totals = totals[cursor:cursor + width]
+        acc.weight = float(totals[cursor + width])
+        if acc.weight == 0:
+            acc.totals = None
+        return cursor + width + 1
+
+
+lookup("federated_sum").def_rule("in_graph", _InGraphSum())
+lookup("federated_mean").def_rule("in_graph", _InGraphMean(weighted=False))
+lookup("federated_weighted_mean").def_rule("in_graph", _InGraphMean(weighted=True))
+
+
 def _sum_dtype(type_):
     """The dtype a sum of `type_` accumulates in: integers of up to 32 bits in 64 bits
     (exact for any number of clients a round has; the total is range-checked after)."""
@@ -421,18 +495,11 @@ class _GroupFunction:
         extras, flat = {}, list(shared[len(shared) - plan.extra_count:])
         for name in plan.extra_names:
             extras[name] = tff._unflatten(plan.extras[name].member, flat, False, True)
-        specs = [(n.function.uri, structure.leaf_types(n.argument.type_signature))
-                 for _, n in plan.aggregates]
+        specs = [(lookup(n.function.uri).rule("in_graph"),
+                  structure.leaf_types(n.argument.type_signature)) for _, n in plan.aggregates]
         initial = []
-        for uri, types in specs:
-            if uri == "federated_weighted_mean":
-                initial += [tf.zeros(t.shape, tf.float64) for t in types[:-1]] + \
-                    [tf.constant(0.0, tf.float64)]
-            elif uri == "federated_mean":
-                initial += [tf.zeros(t.shape, tf.float64) for t in types] + \
-                    [tf.constant(0.0, tf.float64)]
-            else:
-                initial += [tf.zeros(t.shape, _sum_dtype(t)) for t in types]
+        for in_graph, types in specs:
+            initial += in_graph.initial(types)
         initial.append(tf.constant(False))  # an int64 sum overflowed
         kept_types = [structure.leaf_types(plan.types[name]) for name in plan.kept]
         arrays = [tf.TensorArray(t.dtype, size=count) for types in kept_types for t in types]
@@ -454,31 +521,8 @@ class _GroupFunction:
                                                              members))
             totals = list(totals)
             cursor = 0
-            for (uri, types), operand in zip(specs, plan.operands):
-                value = _operand(operand, members)
-                if uri == "federated_weighted_mean":
-                    leaves, weight = structure.leaves(value[0]), tf.cast(value[1], tf.float64)
-                    width = len(leaves)
-                    totals[cursor:cursor + width] = self._weighted_add(
-                        totals[cursor:cursor + width], leaves, weight)
-                    cursor += width
-                    totals[cursor] += weight
-                    cursor += 1
-                elif uri == "federated_mean":
-                    for leaf in structure.leaves(value):
-                        totals[cursor] += tf.cast(leaf, tf.float64)
-                        cursor += 1
-                    totals[cursor] += 1.0
-                    cursor += 1
-                else:
-                    for leaf in structure.leaves(value):
-                        total = totals[cursor]
-                        added = total + tf.cast(leaf, total.dtype)
-                        if total.dtype in (tf.int64, tf.uint64):  # check: no wrap-around
-                            totals[-1] = tf.logical_or(totals[-1], _wrapped(
-                                total, tf.cast(leaf, total.dtype), added))
-                        totals[cursor] = added
-                        cursor += 1
+            for (in_graph, _), operand in zip(specs, plan.operands):
+                cursor = in_graph.add(self, totals, cursor, _operand(operand, members))
             arrays = list(arrays)
             position = 0
             for name in plan.kept:
@@ -515,15 +559,7 @@ class _GroupFunction:
             uri, fn_type = node.function.uri, node.function.type_signature
             acc = accumulators.start(uri, fn_type, [])
             width = len(structure.leaf_types(fn_type.result.member))
-            if uri in ("federated_weighted_mean", "federated_mean"):
-                acc.totals = totals[cursor:cursor + width]
-                acc.weight = float(totals[cursor + width])
-                if acc.weight == 0:
-                    acc.totals = None
-                cursor += width + 1
-            else:
-                acc.totals = totals[cursor:cursor + width] if size else None
-                cursor += width
+            cursor = lookup(uri).rule("in_graph").unpack(acc, totals, cursor, width, size)
             accs.append(acc)
         kept, position = {}, 0
         for name in self.plan.kept:

@@ -9,9 +9,10 @@ taking one runtime argument (or none)."""
 from __future__ import annotations
 
 from fcore import structure
-from fcore.execution import intrinsic_impls, values
+from fcore.execution import intrinsic_impls, values  # noqa: F401 (attaches "reference" rules)
 from fcore.execution.context import register_executor
 from fcore.execution.errors import ExecutionError, dataset_check_error, needs_num_clients
+from fcore.intrinsics.definitions import INTRINSICS
 from fcore.ir import nodes
 from fcore.struct import Struct
 from fcore.types import core
@@ -102,7 +103,7 @@ class Interpreter:
         return self.evaluate(node.result, env)
 
     def _intrinsic(self, node, env):
-        implementation = intrinsic_impls.IMPLEMENTATIONS[node.uri]
+        implementation = INTRINSICS[node.uri].rule("reference")
         return lambda argument: implementation(self, node.type_signature, argument)
 
     def _literal(self, node, env):

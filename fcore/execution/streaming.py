@@ -13,15 +13,32 @@ from fcore import structure
 from fcore.execution import accumulators, intrinsic_impls as impls
 from fcore.execution.context import register_executor
 from fcore.execution.reference import Environment, Interpreter
+from fcore.intrinsics import definitions
 from fcore.ir import analysis, nodes
 from fcore.types import core
 
-_PER_CLIENT = ("federated_map", "federated_zip_at_clients", "federated_eval_at_clients")
-_LIFTED = _PER_CLIENT + accumulators.STREAMING
 
 
 def _intrinsic_call(node):
     return isinstance(node, nodes.Call) and isinstance(node.function, nodes.Intrinsic)
+
+
+def _lifted(uri):
+    """Whether calls of `uri` are scheduled into passes: the intrinsics computed per client
+    and the aggregations that stream (those with an "accumulator" rule)."""
+    definition = definitions.get(uri)
+    return definition is not None and (definition.per_client or
+                                       definition.has_rule("accumulator"))
+
+
+def _per_client(uri):
+    definition = definitions.get(uri)
+    return definition is not None and definition.per_client
+
+
+def _streams(uri):
+    definition = definitions.get(uri)
+    return definition is not None and definition.has_rule("accumulator")
 
 
 class StreamingInterpreter(Interpreter):
@@ -38,7 +55,7 @@ class StreamingInterpreter(Interpreter):
         return f"_stream{self._counter}"
 
     def _call(self, node, env):
-        if _intrinsic_call(node) and node.function.uri in _LIFTED:
+        if _intrinsic_call(node) and _lifted(node.function.uri):
             return self._stream(((), node), env)
         return super()._call(node, env)
 
@@ -57,7 +74,8 @@ class StreamingInterpreter(Interpreter):
             while name in taken:
                 name = self._fresh()
             return name
-        bindings, result = analysis.lift_calls(locals_, result, _LIFTED, fresh)
+        lifted = {uri for uri in definitions.INTRINSICS if _lifted(uri)}
+        bindings, result = analysis.lift_calls(locals_, result, lifted, fresh)
         result_name = fresh()
         bindings.append((result_name, result))
         values = {}          # name -> value (server values, materialised client lists)
@@ -119,11 +137,11 @@ class StreamingInterpreter(Interpreter):
         return Environment(dict(values), env) if values else env
 
     def _is_per_client(self, node):
-        return _intrinsic_call(node) and node.function.uri in _PER_CLIENT and \
+        return _intrinsic_call(node) and _per_client(node.function.uri) and \
             structure.is_client_list(node.type_signature) and self._plain_arguments(node)
 
     def _is_streamed_aggregate(self, node, per_client):
-        if not (_intrinsic_call(node) and node.function.uri in accumulators.STREAMING):
+        if not (_intrinsic_call(node) and _streams(node.function.uri)):
             return False
         part = _client_part(node)
         return bool(analysis.free_names(part) & set(per_client)) and \
@@ -157,8 +175,8 @@ class StreamingInterpreter(Interpreter):
             if report:
                 self.progress(done[0], count)
         accs = [accumulators.start(node.function.uri, node.function.type_signature,
-                                   [] if node.function.uri == "federated_weighted_mean" else
-                                   [once(e) for e in _elements(node.argument)[1:]])
+                                   [] if definitions.lookup(node.function.uri).whole_operand
+                                   else [once(e) for e in _elements(node.argument)[1:]])
                 for _, node in aggregates]
         kept = {name: [None] * count for name in materialise}
         remaining = range(count)
@@ -193,13 +211,8 @@ class StreamingInterpreter(Interpreter):
         return results
 
     def _member_of_call(self, node, index, members, once):
-        uri = node.function.uri
-        if uri == "federated_eval_at_clients":
-            return once(node.argument)(None)
-        argument = _member(node.argument, index, members, once)
-        if uri == "federated_map":
-            return argument[0](argument[1])
-        return argument  # federated_zip_at_clients: the struct of the members
+        member = definitions.lookup(node.function.uri).rule("member")
+        return member(node, index, members, once)
 
     def _count(self, order, once):
         counts = set()
@@ -263,13 +276,32 @@ def _elements(argument):
 
 
 def _client_part(node):
-    """The client-placed operand of an aggregation call."""
-    if node.function.uri in ("federated_sum", "federated_mean", "federated_min",
-                             "federated_max"):
+    """The client-placed operand of an aggregation call (a weighted mean's is <value, weight>,
+    both per client: streamed together)."""
+    if definitions.lookup(node.function.uri).whole_operand:
         return node.argument
-    if node.function.uri == "federated_weighted_mean":
-        return node.argument  # <value, weight>, both per client: streamed together
     return _elements(node.argument)[0]
+
+
+# The "member" rules of the per-client intrinsics: client `index`'s member of a call, from the
+# members computed before it in the pass (`members`) and the server-side values (`once`).
+
+def _eval_member(node, index, members, once):
+    return once(node.argument)(None)
+
+
+def _map_member(node, index, members, once):
+    argument = _member(node.argument, index, members, once)
+    return argument[0](argument[1])
+
+
+def _zip_member(node, index, members, once):
+    return _member(node.argument, index, members, once)  # the struct of the members
+
+
+definitions.lookup("federated_eval_at_clients").def_rule("member", _eval_member)
+definitions.lookup("federated_map").def_rule("member", _map_member)
+definitions.lookup("federated_zip_at_clients").def_rule("member", _zip_member)
 
 
 def _function_of(node):

@@ -1,10 +1,16 @@
 """One table of intrinsics: name, signature (a type string with variables T, U, ...), and the
 rule that computes the result type from a concrete argument type, or raises a `TypeError`
-that says what was expected. Both tracing and `parse_computation` use this table."""
+that says what was expected. Both tracing and `parse_computation` use this table.
+
+Each intrinsic is one `Intrinsic` object, in the spirit of JAX's primitives: besides its type
+rule it carries declarative properties that scheduling code asks (`per_client`,
+`aggregation`, `whole_operand`, `result_placement`), and the rules that say what it does for
+each executor. Those rules are attached by the executors themselves when they are imported
+(`definition.def_rule("reference", fn)`; this layer imports none of them), and looked up with
+`definition.rule(name)`, which names the intrinsic and the missing rule when there is none."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
 from fcore.types import core
@@ -12,18 +18,90 @@ from fcore.types.placements import CLIENTS, SERVER
 
 _NUMERIC = "iuf"  # NumPy kinds: ints, unsigned ints, floats (not bool)
 
+# The rules executors attach, and what each is (for messages and the docs table).
+RULES = {
+    "reference": "what it computes on runtime values (the reference interpreter; "
+                 "fcore.execution.intrinsic_impls)",
+    "member": "one client's member of a per-client intrinsic (streaming passes; "
+              "fcore.execution.streaming)",
+    "accumulator": "a streaming accumulator fed one client at a time (the fast executor; "
+                   "fcore.execution.accumulators)",
+    "in_graph": "its accumulation inside a compiled client loop (fcore.execution.lowering)",
+    "merge_partials": "merging the partial results of chunks of clients (the Dask executor; "
+                      "fcore.execution.distributed)",
+}
 
-@dataclasses.dataclass(frozen=True)
-class IntrinsicDef:
-    uri: str
-    signature: str  # for documentation; parsed by grammar/types.lark
-    rule: Callable  # argument type -> result type
-    doc: str
+
+class MissingRuleError(NotImplementedError):
+    """An intrinsic lacks the rule an executor asked for."""
+
+
+class Intrinsic:
+    """One intrinsic: its uri, signature, type rule and doc, its declarative properties, and
+    the executors' rules attached to it (`def_rule`, `rule`, `has_rule`).
+
+    - `per_client`: computed client by client (`federated_map`, `federated_zip_at_clients`,
+      `federated_eval_at_clients`): streaming passes run it once per client.
+    - `aggregation`: combines the clients' values into one server value.
+    - `whole_operand`: for an aggregation, whether the client-placed operand is the whole
+      argument (sums, means, extrema; a weighted mean's `<value,weight>`), not its first
+      element (the others' further elements are server-side: zero and functions, bounds).
+    - `result_placement`: "CLIENTS", "SERVER" or None (no placement), from the signature."""
+
+    def __init__(self, uri: str, signature: str, type_rule: Callable, doc: str, *,
+                 per_client: bool = False, aggregation: bool = False,
+                 whole_operand: bool = False):
+        self.uri = uri
+        self.signature = signature  # for documentation; parsed by grammar/types.lark
+        self.type_rule = type_rule  # argument type -> result type
+        self.doc = doc
+        self.per_client = per_client
+        self.aggregation = aggregation
+        self.whole_operand = whole_operand
+        self._rules: dict[str, object] = {}
+
+    def __repr__(self):
+        return f"Intrinsic({self.uri!r})"
+
+    @property
+    def result_placement(self):
+        result = self.signature[self.signature.rindex(" -> ") + 4:-1]
+        for placement in ("CLIENTS", "SERVER"):
+            if result.endswith("@" + placement):
+                return placement
+        return None
+
+    # Executors' rules ----------------------------------------------------------------------
+
+    def def_rule(self, name: str, rule):
+        """Attaches `rule` as this intrinsic's rule `name` (replacing one already there);
+        returns `rule`, so that it can decorate a function."""
+        self._rules[name] = rule
+        return rule
+
+    def rule(self, name: str):
+        try:
+            return self._rules[name]
+        except KeyError:
+            have = ", ".join(sorted(self._rules)) or "none"
+            raise MissingRuleError(f"Intrinsic {self.uri!r} has no {name!r} rule (its rules: "
+                                   f"{have}).") from None
+
+    def has_rule(self, name: str) -> bool:
+        return name in self._rules
+
+    @property
+    def rules(self) -> tuple:
+        """The names of the rules attached, in the order of `RULES` (then any others)."""
+        known = [name for name in RULES if name in self._rules]
+        return tuple(known + sorted(set(self._rules) - set(known)))
+
+    # Types ---------------------------------------------------------------------------------
 
     def result_type(self, argument_type):
         if argument_type is None:
             raise TypeError(f"{self.uri} takes an argument of type {self.signature_param()}.")
-        return self.rule(argument_type)
+        return self.type_rule(argument_type)
 
     def signature_param(self):
         return self.signature[1:self.signature.rindex(" -> ")]
@@ -32,30 +110,40 @@ class IntrinsicDef:
         return core.FunctionType(argument_type, self.result_type(argument_type))
 
 
-INTRINSICS: dict[str, IntrinsicDef] = {}
+IntrinsicDef = Intrinsic  # the former name
+
+INTRINSICS: dict[str, Intrinsic] = {}
 
 
-def _define(uri, signature, doc):
+def _define(uri, signature, doc, **properties):
     def register(rule):
-        INTRINSICS[uri] = IntrinsicDef(uri, signature, rule, doc)
+        INTRINSICS[uri] = Intrinsic(uri, signature, rule, doc, **properties)
         return rule
     return register
 
 
-def lookup(uri) -> IntrinsicDef:
+def lookup(uri) -> Intrinsic:
     try:
         return INTRINSICS[uri]
     except KeyError:
         raise NameError(f"Unknown intrinsic {uri!r}.") from None
 
 
+def get(uri):
+    """The intrinsic named `uri`, or None if there is none."""
+    return INTRINSICS.get(uri)
+
+
 def markdown_table() -> str:
-    """The table of intrinsics in Markdown (name, type signature, meaning), generated from
-    this table for docs/language.md, where a test keeps it current."""
-    rows = ["| intrinsic | type | meaning |", "|---|---|---|"]
+    """The table of intrinsics in Markdown (name, type signature, meaning, the executors'
+    rules attached), generated from this table for docs/language.md, where a test keeps it
+    current. The rules are those fcore's executors attach when imported (importing `fcore`
+    imports them)."""
+    rows = ["| intrinsic | type | meaning | rules |", "|---|---|---|---|"]
     for uri, definition in INTRINSICS.items():
         doc = " ".join(definition.doc.split()).replace("|", "\\|")
-        rows.append(f"| `{uri}` | `{definition.signature}` | {doc} |")
+        rules = ", ".join(f"`{name}`" for name in definition.rules)
+        rows.append(f"| `{uri}` | `{definition.signature}` | {doc} | {rules} |")
     return "\n".join(rows) + "\n"
 
 
@@ -145,7 +233,7 @@ def _eval_at_server(t):
 
 
 @_define("federated_eval_at_clients", "(( -> T) -> {T}@CLIENTS)",
-         "Runs a function at every client, giving one result per client.")
+         "Runs a function at every client, giving one result per client.", per_client=True)
 def _eval_at_clients(t):
     fn = _fn(t, "federated_eval", "its argument")
     if fn.parameter is not None:
@@ -174,7 +262,7 @@ def _map_rule(uri, placement, result_all_equal):
 
 
 _define("federated_map", "(<(T -> U),{T}@CLIENTS> -> {U}@CLIENTS)",
-        "Applies a function to each client's value.")(
+        "Applies a function to each client's value.", per_client=True)(
     _map_rule("federated_map", CLIENTS, False))
 _define("federated_apply", "(<(T -> U),T@SERVER> -> U@SERVER)",
         "Applies a function to the server's value.")(
@@ -183,7 +271,8 @@ _define("federated_apply", "(<(T -> U),T@SERVER> -> U@SERVER)",
 
 # Aggregations ------------------------------------------------------------------------------
 
-@_define("federated_sum", "({T}@CLIENTS -> T@SERVER)", "The sum of the clients' values.")
+@_define("federated_sum", "({T}@CLIENTS -> T@SERVER)", "The sum of the clients' values.",
+         aggregation=True, whole_operand=True)
 def _sum(t):
     _placed(t, CLIENTS, "to be summed")
     if not _all_leaves(t.member, _NUMERIC + "c"):
@@ -191,7 +280,8 @@ def _sum(t):
     return core.FederatedType(t.member, SERVER)
 
 
-@_define("federated_mean", "({T}@CLIENTS -> T@SERVER)", "The mean of the clients' values.")
+@_define("federated_mean", "({T}@CLIENTS -> T@SERVER)", "The mean of the clients' values.",
+         aggregation=True, whole_operand=True)
 def _mean(t):
     _placed(t, CLIENTS, "to be averaged")
     if not _all_leaves(t.member, "fc"):
@@ -200,7 +290,8 @@ def _mean(t):
 
 
 @_define("federated_weighted_mean", "(<{T}@CLIENTS,{U}@CLIENTS> -> T@SERVER)",
-         "The mean of the clients' values, each weighted by its client's weight.")
+         "The mean of the clients' values, each weighted by its client's weight.",
+         aggregation=True, whole_operand=True)
 def _weighted_mean(t):
     value, weight = _elements(t, "federated_mean", 2, ["value", "weight"])
     result = _mean(value)
@@ -221,9 +312,11 @@ def _extremum(uri):
     return rule
 
 
-_define("federated_min", "({T}@CLIENTS -> T@SERVER)", "The element-wise minimum over clients.")(
+_define("federated_min", "({T}@CLIENTS -> T@SERVER)", "The element-wise minimum over clients.",
+        aggregation=True, whole_operand=True)(
     _extremum("federated_min"))
-_define("federated_max", "({T}@CLIENTS -> T@SERVER)", "The element-wise maximum over clients.")(
+_define("federated_max", "({T}@CLIENTS -> T@SERVER)", "The element-wise maximum over clients.",
+        aggregation=True, whole_operand=True)(
     _extremum("federated_max"))
 
 
@@ -231,7 +324,7 @@ _define("federated_max", "({T}@CLIENTS -> T@SERVER)", "The element-wise maximum 
          "(<{T}@CLIENTS,U,(<U,T> -> U),(<U,U> -> U),(U -> R)> -> R@SERVER)",
          "Folds the clients' values into `zero` with `accumulate`, combines partial results "
          "with `merge`, and finishes with `report`; `zero` must be an identity of `merge` "
-         "(checked: `merge(zero, zero) == zero`).")
+         "(checked: `merge(zero, zero) == zero`).", aggregation=True)
 def _aggregate(t):
     value, zero, accumulate, merge, report = _elements(
         t, "federated_aggregate", 5, ["value", "zero", "accumulate", "merge", "report"])
@@ -272,10 +365,12 @@ def _secure_rule(uri, bound_name):
 
 
 _define("federated_secure_sum", "(<{V}@CLIENTS,M> -> V@SERVER)",
-        "The sum of integer client values, each in [0, max_input] (simulated).")(
+        "The sum of integer client values, each in [0, max_input] (simulated).",
+        aggregation=True)(
     _secure_rule("federated_secure_sum", "max_input"))
 _define("federated_secure_sum_bitwidth", "(<{V}@CLIENTS,B> -> V@SERVER)",
-        "The sum of integer client values, each in [0, 2**bitwidth - 1] (simulated).")(
+        "The sum of integer client values, each in [0, 2**bitwidth - 1] (simulated).",
+        aggregation=True)(
     _secure_rule("federated_secure_sum_bitwidth", "bitwidth"))
 
 
@@ -314,7 +409,8 @@ _define("federated_zip_at_server", "(<T@SERVER,U@SERVER> -> <T,U>@SERVER)",
         "A struct of server values (any number, nested) as one server value of structs.")(
     _zip_rule(SERVER))
 _define("federated_zip_at_clients", "(<{T}@CLIENTS,{U}@CLIENTS> -> {<T,U>}@CLIENTS)",
-        "A struct of client values (any number, nested) as one client value of structs.")(
+        "A struct of client values (any number, nested) as one client value of structs.",
+        per_client=True)(
     _zip_rule(CLIENTS))
 
 
