@@ -637,23 +637,30 @@ def parse_file(path, env, content=None):
 
 # The verbs ---------------------------------------------------------------------------------
 
-def _check(args, out, err):
-    env = load_leaves(args.leaves) if args.leaves else {}
+def _each_file(args, err, work):
+    """`work(path)` for each of `args.files`; a file's error is printed and makes the exit
+    status 1 (or `work`'s own status), and the others still run."""
     status = 0
     for path in args.files:
         try:
-            _, comp = parse_file(path, env)
+            status = work(path) or status
         except ProgramError as e:
             print(e, file=err)
             status = 1
-            continue
         except UserError as e:
             print(f"error: {e}", file=err)
             status = 1
-            continue
+    return status
+
+
+def _check(args, out, err):
+    env = load_leaves(args.leaves) if args.leaves else {}
+
+    def check(path):
+        _, comp = parse_file(path, env)
         signature = str(comp.type_signature)
         print(signature if len(args.files) == 1 else f"{path}: {signature}", file=out)
-    return status
+    return _each_file(args, err, check)
 
 
 def canonical_text(path, env, content=None):
@@ -687,25 +694,17 @@ def _same_leaf(value, leaf):
 
 def _fmt(args, out, err):
     env = load_leaves(args.leaves) if args.leaves else {}
-    status, several = 0, len(args.files) > 1
-    for path in args.files:
-        try:
-            content = _read(path)
-            canonical = canonical_text(path, env, content)
-        except ProgramError as e:
-            print(e, file=err)
-            status = 1
-            continue
-        except UserError as e:
-            print(f"error: {e}", file=err)
-            status = 1
-            continue
+    several = len(args.files) > 1
+
+    def fmt(path):
+        content = _read(path)
+        canonical = canonical_text(path, env, content)
         changed = canonical != content
         if args.check:
             if changed:
                 print(f"{path}: not in canonical form (fcore fmt -w {path} rewrites it)",
                       file=out)
-                status = 1
+                return 1
         elif args.write:
             if changed:
                 pathlib.Path(path).write_text(canonical, encoding="utf-8")
@@ -714,7 +713,8 @@ def _fmt(args, out, err):
             if several:
                 print(f"==> {path} <==", file=out)
             out.write(canonical)
-    return status
+        return 0
+    return _each_file(args, err, fmt)
 
 
 def _run(args, out, err):

@@ -16,11 +16,9 @@ def _adaptive_zeroing():
                                                   increment=1.0)
 
 
-def robust_aggregator(zeroing=True, clipping=True, weighted=True):
-    """A mean (weighted by examples if `weighted`), with adaptive clipping (to an estimate of
-    the 80th percentile of the clients' update norms) and adaptive zeroing of outliers (norms
-    above twice the 98th percentile, plus one)."""
-    factory = agg.MeanFactory() if weighted else agg.UnweightedMeanFactory()
+def _behind_clipping_and_zeroing(factory, clipping, zeroing):
+    """`factory` behind adaptive clipping (to an estimate of the 80th percentile of the
+    clients' update norms) and adaptive zeroing, as TFF composes them."""
     if clipping:
         factory = agg.clipping_factory(agg.QuantileEstimationProcess.no_noise(
             initial_estimate=1.0, target_quantile=0.8, learning_rate=0.2), factory)
@@ -29,15 +27,21 @@ def robust_aggregator(zeroing=True, clipping=True, weighted=True):
     return factory
 
 
+def robust_aggregator(zeroing=True, clipping=True, weighted=True):
+    """A mean (weighted by examples if `weighted`), with adaptive clipping (to an estimate of
+    the 80th percentile of the clients' update norms) and adaptive zeroing of outliers (norms
+    above twice the 98th percentile, plus one)."""
+    factory = agg.MeanFactory() if weighted else agg.UnweightedMeanFactory()
+    return _behind_clipping_and_zeroing(factory, clipping, zeroing)
+
+
 def dp_aggregator(noise_multiplier, clients_per_round, zeroing=True, seed=None):
     """DP-FedAvg's aggregation with an adaptive clip (`DifferentiallyPrivateFactory.
     gaussian_adaptive`), unweighted as DP requires, optionally behind adaptive zeroing.
     `seed` (an int) makes the noise reproducible; by default it is drawn afresh."""
     factory = agg.DifferentiallyPrivateFactory.gaussian_adaptive(noise_multiplier,
                                                                  clients_per_round, seed=seed)
-    if zeroing:
-        factory = agg.zeroing_factory(_adaptive_zeroing(), factory)
-    return factory
+    return _behind_clipping_and_zeroing(factory, clipping=False, zeroing=zeroing)
 
 
 def secure_aggregator(zeroing=True, clipping=True, weighted=True):
@@ -49,9 +53,4 @@ def secure_aggregator(zeroing=True, clipping=True, weighted=True):
     secure_sum = agg.SecureSumFactory(bound)
     factory = agg.MeanFactory(value_sum_factory=secure_sum) if weighted else \
         agg.UnweightedMeanFactory(value_sum_factory=secure_sum)
-    if clipping:
-        factory = agg.clipping_factory(agg.QuantileEstimationProcess.no_noise(
-            initial_estimate=1.0, target_quantile=0.8, learning_rate=0.2), factory)
-    if zeroing:
-        factory = agg.zeroing_factory(_adaptive_zeroing(), factory)
-    return factory
+    return _behind_clipping_and_zeroing(factory, clipping, zeroing)

@@ -28,6 +28,7 @@ import collections
 import fcore
 from fcore import aggregators
 from learning import optimizers, training
+from learning.evaluation import evaluation_leaf
 from learning.fedavg import _placed_at_server, as_model
 from learning.models import TrainableModel
 from learning.weights import ModelWeights, pack
@@ -123,13 +124,7 @@ def build_fed_eval(model_fn):
                                         [tf.constant(t) for t in non_trainable]),
                       empty, empty, empty)
 
-    @fcore.tf_computation(weights.type_signature, data_type)
-    def client_eval(model_weights, dataset):
-        weights.assign(model_weights)
-        training.reset_local_variables(model)
-        training.evaluate(model, dataset)
-        return model.report_local_outputs()
-
+    client_eval = evaluation_leaf(model, weights, data_type)
     initialize, state_type, parameter = _initialize(server_init, data_type)
 
     @fcore.federated_computation(parameter)

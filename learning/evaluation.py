@@ -17,13 +17,7 @@ def build_federated_evaluation(model_fn):
     model = as_model(model_fn())
     weights = ModelWeights(model)
     data_type = fcore.SequenceType(fcore.to_type(model.input_spec))
-
-    @fcore.tf_computation(weights.type_signature, data_type)
-    def client_eval(model_weights, dataset):
-        weights.assign(model_weights)
-        training.reset_local_variables(model)
-        training.evaluate(model, dataset)
-        return model.report_local_outputs()
+    client_eval = evaluation_leaf(model, weights, data_type)
 
     parameter = fcore.StructType([
         ("server_model_weights", fcore.FederatedType(weights.type_signature, fcore.SERVER)),
@@ -37,3 +31,14 @@ def build_federated_evaluation(model_fn):
         return _placed_at_server(model.federated_output_computation(outputs))
 
     return federated_evaluation
+
+
+def evaluation_leaf(model, weights, data_type):
+    """The client's evaluation: `(model weights, dataset) -> report_local_outputs()`."""
+    @fcore.tf_computation(weights.type_signature, data_type)
+    def client_eval(model_weights, dataset):
+        weights.assign(model_weights)
+        training.reset_local_variables(model)
+        training.evaluate(model, dataset)
+        return model.report_local_outputs()
+    return client_eval
