@@ -365,7 +365,45 @@ class _InGraphMean:
         return cursor + width + 1
 
 
+class _InGraphExtremum:
+    """`federated_min` and `federated_max`: running extrema in the operand's own dtype,
+    starting from the dtype's largest (smallest) value; a NaN propagates, as in NumPy."""
+
+    def __init__(self, smallest):
+        self.smallest = smallest
+
+    def initial(self, types):
+        import tensorflow as tf
+        return [tf.fill(t.shape, tf.constant(self._start(np.dtype(t.dtype)), t.dtype))
+                for t in types]
+
+    def _start(self, dtype):
+        if dtype.kind == "f":
+            return np.inf if self.smallest else -np.inf
+        info = np.iinfo(dtype)
+        return info.max if self.smallest else info.min
+
+    def add(self, function, totals, cursor, value):
+        import tensorflow as tf
+        for leaf in structure.leaves(value):
+            total = totals[cursor]
+            leaf = tf.cast(leaf, total.dtype)
+            best = tf.minimum(total, leaf) if self.smallest else tf.maximum(total, leaf)
+            if total.dtype.is_floating:  # NaN wins, whatever the kernel's own choice
+                nan = tf.logical_or(tf.math.is_nan(total), tf.math.is_nan(leaf))
+                best = tf.where(nan, tf.constant(np.nan, total.dtype), best)
+            totals[cursor] = best
+            cursor += 1
+        return cursor
+
+    def unpack(self, acc, totals, cursor, width, size):
+        acc.totals = totals[cursor:cursor + width] if size else None
+        return cursor + width
+
+
 lookup("federated_sum").def_rule("in_graph", _InGraphSum())
+lookup("federated_min").def_rule("in_graph", _InGraphExtremum(smallest=True))
+lookup("federated_max").def_rule("in_graph", _InGraphExtremum(smallest=False))
 lookup("federated_mean").def_rule("in_graph", _InGraphMean(weighted=False))
 lookup("federated_weighted_mean").def_rule("in_graph", _InGraphMean(weighted=True))
 

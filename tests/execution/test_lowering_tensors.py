@@ -299,3 +299,35 @@ def test_steps_after_the_leaf_take_per_client_values_from_outside_the_loop(leaf_
     assert sum(leaf_calls.values()) == 0
     assert [type(loop).__name__ for loop in lowering.compiled_loops(scaled.ir.computation)] \
         == ["_GroupFunction"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_min_and_max_accumulate_in_the_compiled_loop(dtype, leaf_calls):
+    value_type = fcore.TensorType(dtype, [3])
+
+    @fcore.tf_computation(value_type, value_type)
+    def shifted(x, offset):
+        return x - offset
+
+    @fcore.federated_computation(fcore.FederatedType(value_type, fcore.CLIENTS),
+                                 fcore.FederatedType(value_type, fcore.SERVER))
+    def extremes(values, offset):
+        moved = fcore.federated_map(shifted, (values, fcore.federated_broadcast(offset)))
+        return fcore.federated_min(moved), fcore.federated_max(moved)
+
+    rng = np.random.default_rng(1)
+    values = [rng.integers(-50, 50, 3).astype(dtype) for _ in range(30)]
+    if dtype == np.float32:
+        values[7] = np.array([np.nan, 1, 2], np.float32)  # NaN propagates, as in NumPy
+    offset = np.ones(3, dtype)
+    with fcore.execution_context("reference"):
+        expected = extremes(values, offset)
+    leaf_calls.clear()
+    with fcore.execution_context("fast"):
+        found = extremes(values, offset)
+    assert leaf_calls["shifted"] == 0  # the 30 clients ran in the compiled loop
+    for a, b in zip(expected, found):
+        np.testing.assert_array_equal(a, b)
+    stacked = np.stack(values) - offset
+    np.testing.assert_array_equal(found[0], np.minimum.reduce(stacked))
+    np.testing.assert_array_equal(found[1], np.maximum.reduce(stacked))
