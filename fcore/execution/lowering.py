@@ -72,8 +72,11 @@ def lower_pass(order, aggregates, materialise, once, count, member_of_call, memb
         for name, node in plan.pre:
             members[name] = member_of_call(node, index, members, once)
         argument = member(plan.leaf_argument, index, members, once)
-        rows.append(list(tff._flatten(plan.leaf.parameter_type, argument)) +
-                    plan.client_inputs(index, members, once, member))
+        row = list(tff._flatten(plan.leaf.parameter_type, argument))
+        if plan.sequence is not None:  # a short finite dataset as its elements (read once)
+            row[plan.sequence] = tff._materialized(row[plan.sequence],
+                                                   plan.param_leaves[plan.sequence])
+        rows.append(row + plan.client_inputs(index, members, once, member))
     plan.classify(rows)
     groups = {}
     for index, row in enumerate(rows):

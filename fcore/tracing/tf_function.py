@@ -7,6 +7,7 @@ import collections
 import contextlib
 import inspect
 import threading
+import weakref
 
 import numpy as np
 
@@ -358,11 +359,45 @@ def _materialized(value, type_):
 
 def dataset_elements(dataset, element_type):
     """The elements of a finite dataset as runtime values (a list), or None when its length
-    is unknown or infinite."""
+    is unknown or infinite.
+
+    A dataset that gives the same elements each time it is read (no random, shuffling,
+    sampling, Python-function or file-reading op anywhere in its graph) is read once: the
+    same dataset object given round after round costs one read, not one per round. Any other
+    is read again at each call, as TF would iterate it."""
     if int(dataset.cardinality()) < 0:
         return None
-    return [_unflatten(element_type, _nest_leaves(element_type, element), for_python=False)
-            for element in dataset.as_numpy_iterator()]
+    with _READ_ONCE_LOCK:
+        entry = _READ_ONCE.get(dataset)
+    if entry is not None and entry[0] == element_type:
+        return entry[1]
+    elements = [_unflatten(element_type, _nest_leaves(element_type, element), for_python=False)
+                for element in dataset.as_numpy_iterator()]
+    if _reads_the_same_each_time(dataset):
+        with _READ_ONCE_LOCK:
+            _READ_ONCE[dataset] = (element_type, elements)
+    return elements
+
+
+_READ_ONCE = weakref.WeakKeyDictionary()  # dataset -> (element type, its elements)
+_READ_ONCE_LOCK = threading.Lock()
+# ops whose output may differ from one read to the next (or that read the world outside)
+_VARYING_OPS = ("Random", "Shuffle", "Sampl", "PyFunc", "Generator", "Stateful", "Reader",
+                "Record", "TextLine", "ReadFile", "Variable", "Iterator", "Seed")
+
+
+def _reads_the_same_each_time(dataset):
+    """Whether every op of `dataset`'s graph (its functions included) is deterministic and
+    reads nothing outside the graph; False when the graph cannot be read."""
+    from tensorflow.core.framework import graph_pb2
+    try:
+        graph = graph_pb2.GraphDef()
+        graph.ParseFromString(dataset._as_serialized_graph().numpy())
+    except Exception:  # e.g. a dataset with external state: not ours to judge
+        return False
+    ops = {node.op for node in graph.node}
+    ops.update(node.op for function in graph.library.function for node in function.node_def)
+    return not any(marker in op for op in ops for marker in _VARYING_OPS)
 
 
 def _nest_leaves(type_, element):
