@@ -351,6 +351,9 @@ def _materialized(value, type_):
     import tensorflow as tf
     if not isinstance(type_, core.SequenceType) or not isinstance(value, tf.data.Dataset):
         return value
+    known = _read_before(value, type_.element)
+    if known is not None:
+        return known
     count = int(value.cardinality())
     if count < 0 or count > MAX_UNROLL:  # unknown, infinite or long
         return value
@@ -365,12 +368,11 @@ def dataset_elements(dataset, element_type):
     sampling, Python-function or file-reading op anywhere in its graph) is read once: the
     same dataset object given round after round costs one read, not one per round. Any other
     is read again at each call, as TF would iterate it."""
+    known = _read_before(dataset, element_type)
+    if known is not None:
+        return known
     if int(dataset.cardinality()) < 0:
         return None
-    with _READ_ONCE_LOCK:
-        entry = _READ_ONCE.get(dataset)
-    if entry is not None and entry[0] == element_type:
-        return entry[1]
     elements = [_unflatten(element_type, _nest_leaves(element_type, element), for_python=False)
                 for element in dataset.as_numpy_iterator()]
     if _reads_the_same_each_time(dataset):
@@ -381,6 +383,13 @@ def dataset_elements(dataset, element_type):
 
 _READ_ONCE = weakref.WeakKeyDictionary()  # dataset -> (element type, its elements)
 _READ_ONCE_LOCK = threading.Lock()
+
+
+def _read_before(dataset, element_type):
+    """The elements of a dataset read once before (as `element_type`), or None."""
+    with _READ_ONCE_LOCK:
+        entry = _READ_ONCE.get(dataset)
+    return entry[1] if entry is not None and entry[0] == element_type else None
 # ops whose output may differ from one read to the next (or that read the world outside)
 _VARYING_OPS = ("Random", "Shuffle", "Sampl", "PyFunc", "Generator", "Stateful", "Reader",
                 "Record", "TextLine", "ReadFile", "Variable", "Iterator", "Seed")
