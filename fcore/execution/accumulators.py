@@ -180,6 +180,18 @@ class SecureSum:
         self.totals = [a + b for a, b in zip(self.totals, other.totals)]
         self.count += other.count
 
+    def accepts(self, partial):
+        """Whether a compiled group's `SecureSumPartial` may be merged: every client value
+        was in range and no int64 total wrapped (else its clients run one by one)."""
+        if not isinstance(partial, SecureSumPartial):
+            return True
+        if partial.wrapped:
+            return False
+        return all(partial.count == 0 or (np.all(low >= 0) and np.all(high <= limit))
+                   for limit, low, high in zip(self.limits, partial.smallest,
+                                               partial.largest))
+
+
     def result(self):
         sums = []
         for leaf_type, limit, total in zip(self.types, self.limits, self.totals):
@@ -188,6 +200,15 @@ class SecureSum:
                 np.zeros(leaf_type.shape or (), dtype=object)
             sums.append(impls.exact_sum(leaf_type, total, self.what))
         return structure.rebuild(self.type_, sums)
+
+
+class SecureSumPartial:
+    """A secure sum over a compiled group of clients: exact totals, the count, and each
+    leaf's smallest and largest value, for `SecureSum.accepts` to check against the bound."""
+
+    def __init__(self, fn_type):
+        self.totals, self.count, self.smallest, self.largest = [], 0, [], []
+        self.wrapped = False
 
 
 def _accumulator(uri):

@@ -86,6 +86,8 @@ def lower_pass(order, aggregates, materialise, once, count, member_of_call, memb
     accs, kept, remaining = plan.run(large, rows, count, advance)
     if len(remaining) >= 2 and plan.sequence is not None:
         results = run_ragged(plan, remaining, rows)
+        if results is not None and not _accepted(accs, results[0]):
+            results = None  # e.g. a secure sum's input out of range: client by client
         if results is not None:
             partial_accs, kept_rows = results
             for acc, partial in zip(accs, partial_accs):
@@ -161,6 +163,11 @@ class _Plan:
         self.input_types = [t for _, node in self.inputs
                             for t in structure.type_leaves(node.type_signature.member)]
         self.aggregates = aggregates
+        from fcore.execution.streaming import _elements
+        # the server parts of each aggregation's argument (a secure sum's bound), this call's
+        self.server_arguments = [[] if lookup(n.function.uri).whole_operand else
+                                 [once(e) for e in _elements(n.argument)[1:]]
+                                 for _, n in aggregates]
         self.kept = sorted(materialise)
         self.types = {self.leaf_name: self.leaf.type_signature.result}
         self.types.update({name: node.type_signature.member for name, node in self.post})
@@ -232,13 +239,13 @@ class _Plan:
         return tuple(key)
 
     def run(self, groups, rows, count, advance):
-        accs = [accumulators.start(n.function.uri, n.function.type_signature, [])
-                for _, n in self.aggregates]
+        accs = [accumulators.start(n.function.uri, n.function.type_signature, arguments)
+                for (_, n), arguments in zip(self.aggregates, self.server_arguments)]
         kept = {name: {} for name in self.kept}
         remaining = set(range(count))
         for key, indices in groups.items():
             results = self._run_group(key, [rows[i] for i in indices])
-            if results is None:
+            if results is None or not _accepted(accs, results[0]):
                 continue  # these clients take the per-client path
             partial_accs, kept_rows = results
             for acc, partial in zip(accs, partial_accs):
@@ -404,7 +411,58 @@ class _InGraphExtremum:
         return cursor + width
 
 
+class _InGraphSecureSum:
+    """`federated_secure_sum` and `federated_secure_sum_bitwidth`: exact int64 totals, and
+    each leaf's smallest and largest client value, and whether a total wrapped around. The
+    bound is checked when the group's partial sum is merged (`SecureSum.accepts`): a group
+    with a value out of range, or whose int64 total wrapped, runs again client by client,
+    which reports the client as the reference does."""
+
+    def initial(self, types):
+        import tensorflow as tf
+        int64 = np.iinfo(np.int64)
+        return ([tf.zeros(t.shape, tf.int64) for t in types] +
+                [tf.fill(t.shape, tf.constant(int64.max, tf.int64)) for t in types] +
+                [tf.fill(t.shape, tf.constant(int64.min, tf.int64)) for t in types] +
+                [tf.constant(False)])
+
+    def add(self, function, totals, cursor, value):
+        import tensorflow as tf
+        leaves = structure.leaves(value)
+        width = len(leaves)
+        for i, leaf in enumerate(leaves):
+            leaf = tf.cast(leaf, tf.int64)
+            total = totals[cursor + i]
+            added = total + leaf
+            totals[cursor + 3 * width] = tf.logical_or(totals[cursor + 3 * width],
+                                                       _wrapped(total, leaf, added))
+            totals[cursor + i] = added
+            totals[cursor + width + i] = tf.minimum(totals[cursor + width + i], leaf)
+            totals[cursor + 2 * width + i] = tf.maximum(totals[cursor + 2 * width + i], leaf)
+        return cursor + 3 * width + 1
+
+    def partial(self, fn_type):
+        return accumulators.SecureSumPartial(fn_type)
+
+    def unpack(self, acc, totals, cursor, width, size):
+        acc.totals = [np.asarray(t, dtype=np.int64).astype(object)
+                      for t in totals[cursor:cursor + width]]
+        acc.smallest = list(totals[cursor + width:cursor + 2 * width])
+        acc.largest = list(totals[cursor + 2 * width:cursor + 3 * width])
+        acc.wrapped = bool(totals[cursor + 3 * width])
+        acc.count = size
+        return cursor + 3 * width + 1
+
+
+def _accepted(accs, partials):
+    """Whether every partial accumulator of a compiled group may be merged into `accs`."""
+    return all(getattr(acc, "accepts", lambda partial: True)(partial)
+               for acc, partial in zip(accs, partials))
+
+
 lookup("federated_sum").def_rule("in_graph", _InGraphSum())
+lookup("federated_secure_sum").def_rule("in_graph", _InGraphSecureSum())
+lookup("federated_secure_sum_bitwidth").def_rule("in_graph", _InGraphSecureSum())
 lookup("federated_min").def_rule("in_graph", _InGraphExtremum(smallest=True))
 lookup("federated_max").def_rule("in_graph", _InGraphExtremum(smallest=False))
 lookup("federated_mean").def_rule("in_graph", _InGraphMean(weighted=False))
@@ -536,8 +594,10 @@ class _GroupFunction:
         extras, flat = {}, list(shared[len(shared) - plan.extra_count:])
         for name in plan.extra_names:
             extras[name] = tff._unflatten(plan.extras[name].member, flat, False, True)
-        specs = [(lookup(n.function.uri).rule("in_graph"),
-                  structure.leaf_types(n.argument.type_signature)) for _, n in plan.aggregates]
+        # the leaf types of each aggregation's client operand (a secure sum's bound is not)
+        specs = [(lookup(n.function.uri).rule("in_graph"), structure.leaf_types(
+            n.argument.type_signature if lookup(n.function.uri).whole_operand
+            else n.argument.type_signature[0])) for _, n in plan.aggregates]
         initial = []
         for in_graph, types in specs:
             initial += in_graph.initial(types)
@@ -598,9 +658,11 @@ class _GroupFunction:
         accs, cursor = [], 0
         for _, node in self.plan.aggregates:
             uri, fn_type = node.function.uri, node.function.type_signature
-            acc = accumulators.start(uri, fn_type, [])
+            rule = lookup(uri).rule("in_graph")
+            acc = rule.partial(fn_type) if hasattr(rule, "partial") else \
+                accumulators.start(uri, fn_type, [])
             width = len(structure.leaf_types(fn_type.result.member))
-            cursor = lookup(uri).rule("in_graph").unpack(acc, totals, cursor, width, size)
+            cursor = rule.unpack(acc, totals, cursor, width, size)
             accs.append(acc)
         kept, position = {}, 0
         for name in self.plan.kept:

@@ -331,3 +331,45 @@ def test_min_and_max_accumulate_in_the_compiled_loop(dtype, leaf_calls):
     stacked = np.stack(values) - offset
     np.testing.assert_array_equal(found[0], np.minimum.reduce(stacked))
     np.testing.assert_array_equal(found[1], np.maximum.reduce(stacked))
+
+
+INT3 = fcore.TensorType(np.int32, [3])
+
+
+@fcore.tf_computation(INT3, INT3)
+def shifted_ints(values, offset):
+    return values - offset
+
+
+@fcore.federated_computation(fcore.FederatedType(INT3, fcore.CLIENTS),
+                             fcore.FederatedType(INT3, fcore.SERVER))
+def secure_sums(values, offset):
+    moved = fcore.federated_map(shifted_ints, (values, fcore.federated_broadcast(offset)))
+    return fcore.federated_secure_sum_bitwidth(moved, 8), fcore.federated_secure_sum(moved, 200)
+
+
+def test_secure_sums_accumulate_in_the_compiled_loop(leaf_calls):
+    rng = np.random.default_rng(2)
+    values = [rng.integers(10, 200, 3).astype(np.int32) for _ in range(30)]
+    offset = np.full(3, 10, np.int32)
+    with fcore.execution_context("reference"):
+        expected = secure_sums(values, offset)
+    leaf_calls.clear()
+    with fcore.execution_context("fast"):
+        found = secure_sums(values, offset)
+    assert leaf_calls["shifted_ints"] == 0
+    for a, b in zip(expected, found):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(found[1], (np.stack(values) - offset).sum(0))
+
+
+def test_an_out_of_range_secure_sum_input_is_reported_as_the_reference_reports_it(leaf_calls):
+    values = [np.array([20, 30, 40], np.int32)] * 29 + [np.array([5, 30, 40], np.int32)]
+    offset = np.full(3, 10, np.int32)  # the last client's value becomes -5
+    messages = []
+    for executor in ("reference", "fast"):
+        with fcore.execution_context(executor), pytest.raises(fcore.ExecutionError) as error:
+            secure_sums(values, offset)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+    assert "client 29" in messages[1] and "outside [0, 255]" in messages[1]
