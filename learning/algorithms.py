@@ -157,10 +157,13 @@ def _initialize(server_init, data_type):
         return fcore.federated_eval(server_init, fcore.SERVER)
 
     state_type = initialize.type_signature.result.member
-    parameter = fcore.StructType([("state", fcore.FederatedType(state_type, fcore.SERVER)),
-                                  ("client_data", fcore.FederatedType(data_type,
-                                                                      fcore.CLIENTS))])
-    return initialize, state_type, parameter
+    return initialize, state_type, _next_parameter(state_type, data_type)
+
+
+def _next_parameter(state_type, data_type):
+    """`<state=S@SERVER,client_data={B*}@CLIENTS>`, the parameter of `next`."""
+    return fcore.StructType([("state", fcore.FederatedType(state_type, fcore.SERVER)),
+                             ("client_data", fcore.FederatedType(data_type, fcore.CLIENTS))])
 
 
 def _weights_accessors(state_type, weights):
@@ -235,9 +238,7 @@ def _model_delta_process(model_fn, client_optimizer_fn, server_optimizer_fn, mod
             (base, aggregator_init())))
 
     state_type = initialize.type_signature.result.member
-    parameter = fcore.StructType([("state", fcore.FederatedType(state_type, fcore.SERVER)),
-                                  ("client_data", fcore.FederatedType(data_type,
-                                                                      fcore.CLIENTS))])
+    parameter = _next_parameter(state_type, data_type)
 
     def client_work(model_weights, dataset, round_num=None):
         weights.assign(model_weights)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import collections
 
+from learning.optimizers import SGD
+
 
 def tf_variable(variable):
     """The `tf.Variable` behind a Keras 3 variable (or the variable itself)."""
@@ -48,7 +50,7 @@ def train(model, dataset, optimizer, use_model_step, rate=None, proximal_strengt
     state = optimizer.initialize([v.read_value() for v in variables])
     rate = optimizer.rate(state[0]) if rate is None else rate
     start = [tf.identity(v.read_value()) for v in variables] if proximal_strength else None
-    plain_sgd = type(optimizer).__name__ == "SGD" and not optimizer.momentum
+    plain_sgd = isinstance(optimizer, SGD) and not optimizer.momentum
     for batch in dataset:
         with tf.GradientTape() as tape:
             output = model.forward_pass(batch, training=True)

@@ -173,20 +173,6 @@ def empty_state():
     return initialize
 
 
-def constant_initialize(value):
-    """`initialize` returning the constant struct `value` at the server."""
-    @tf_computation
-    def initial():
-        import tensorflow as tf
-        return structure.map_structure(lambda _, v: tf.constant(v), to_type(value), value) \
-            if isinstance(value, Struct) else tf.constant(value)
-
-    @federated_computation
-    def initialize():
-        return fi.federated_eval(initial, SERVER)
-    return initialize
-
-
 def next_parameters(state_type, value_type, weight_type=None):
     """The parameter types of `next`: state, value and (if weighted) weight."""
     types = [core.FederatedType(state_type, SERVER), core.FederatedType(value_type, CLIENTS)]

@@ -86,12 +86,8 @@ def lower_pass(order, aggregates, materialise, once, count, member_of_call, memb
     accs, kept, remaining = plan.run(large, rows, count, advance)
     if len(remaining) >= 2 and plan.sequence is not None:
         results = run_ragged(plan, remaining, rows)
-        if results is not None and not _accepted(accs, results[0]):
-            results = None  # e.g. a secure sum's input out of range: client by client
-        if results is not None:
-            partial_accs, kept_rows = results
-            for acc, partial in zip(accs, partial_accs):
-                acc.merge(partial)
+        if results is not None and _merged(accs, results[0]):
+            kept_rows = results[1]
             for name, values in kept_rows.items():
                 kept[name].update(zip(remaining, values))
             advance(len(remaining))
@@ -245,11 +241,9 @@ class _Plan:
         remaining = set(range(count))
         for key, indices in groups.items():
             results = self._run_group(key, [rows[i] for i in indices])
-            if results is None or not _accepted(accs, results[0]):
+            if results is None or not _merged(accs, results[0]):
                 continue  # these clients take the per-client path
-            partial_accs, kept_rows = results
-            for acc, partial in zip(accs, partial_accs):
-                acc.merge(partial)
+            kept_rows = results[1]
             for name, values in kept_rows.items():
                 kept[name].update(zip(indices, values))
             remaining -= set(indices)
@@ -313,7 +307,21 @@ class _Plan:
 # value at `cursor` (in place; returns the cursor after its totals), and `unpack(acc, totals,
 # cursor, width, size)` loads the loop's totals into the intrinsic's streaming accumulator.
 
-class _InGraphSum:
+class _LeafByLeaf:
+    """An in-graph rule whose totals are one per operand leaf, each updated by `combine`."""
+
+    def add(self, function, totals, cursor, value):
+        for leaf in structure.leaves(value):
+            totals[cursor] = self.combine(totals, totals[cursor], leaf)
+            cursor += 1
+        return cursor
+
+    def unpack(self, acc, totals, cursor, width, size):
+        acc.totals = totals[cursor:cursor + width] if size else None
+        return cursor + width
+
+
+class _InGraphSum(_LeafByLeaf):
     """`federated_sum`: totals in `_sum_dtype`, with 64-bit integer sums checked for
     wrap-around (the flag is the last of the loop's totals)."""
 
@@ -321,21 +329,13 @@ class _InGraphSum:
         import tensorflow as tf
         return [tf.zeros(t.shape, _sum_dtype(t)) for t in types]
 
-    def add(self, function, totals, cursor, value):
+    def combine(self, totals, total, leaf):
         import tensorflow as tf
-        for leaf in structure.leaves(value):
-            total = totals[cursor]
-            added = total + tf.cast(leaf, total.dtype)
-            if total.dtype in (tf.int64, tf.uint64):  # check: no wrap-around
-                totals[-1] = tf.logical_or(totals[-1], _wrapped(
-                    total, tf.cast(leaf, total.dtype), added))
-            totals[cursor] = added
-            cursor += 1
-        return cursor
-
-    def unpack(self, acc, totals, cursor, width, size):
-        acc.totals = totals[cursor:cursor + width] if size else None
-        return cursor + width
+        leaf = tf.cast(leaf, total.dtype)
+        added = total + leaf
+        if total.dtype in (tf.int64, tf.uint64):  # check: no wrap-around
+            totals[-1] = tf.logical_or(totals[-1], _wrapped(total, leaf, added))
+        return added
 
 
 class _InGraphMean:
@@ -375,7 +375,7 @@ class _InGraphMean:
         return cursor + width + 1
 
 
-class _InGraphExtremum:
+class _InGraphExtremum(_LeafByLeaf):
     """`federated_min` and `federated_max`: running extrema in the operand's own dtype,
     starting from the dtype's largest (smallest) value; a NaN propagates, as in NumPy."""
 
@@ -393,22 +393,14 @@ class _InGraphExtremum:
         info = np.iinfo(dtype)
         return info.max if self.smallest else info.min
 
-    def add(self, function, totals, cursor, value):
+    def combine(self, totals, total, leaf):
         import tensorflow as tf
-        for leaf in structure.leaves(value):
-            total = totals[cursor]
-            leaf = tf.cast(leaf, total.dtype)
-            best = tf.minimum(total, leaf) if self.smallest else tf.maximum(total, leaf)
-            if total.dtype.is_floating:  # NaN wins, whatever the kernel's own choice
-                nan = tf.logical_or(tf.math.is_nan(total), tf.math.is_nan(leaf))
-                best = tf.where(nan, tf.constant(np.nan, total.dtype), best)
-            totals[cursor] = best
-            cursor += 1
-        return cursor
-
-    def unpack(self, acc, totals, cursor, width, size):
-        acc.totals = totals[cursor:cursor + width] if size else None
-        return cursor + width
+        leaf = tf.cast(leaf, total.dtype)
+        best = tf.minimum(total, leaf) if self.smallest else tf.maximum(total, leaf)
+        if total.dtype.is_floating:  # NaN wins, whatever the kernel's own choice
+            nan = tf.logical_or(tf.math.is_nan(total), tf.math.is_nan(leaf))
+            best = tf.where(nan, tf.constant(np.nan, total.dtype), best)
+        return best
 
 
 class _InGraphSecureSum:
@@ -454,10 +446,15 @@ class _InGraphSecureSum:
         return cursor + 3 * width + 1
 
 
-def _accepted(accs, partials):
-    """Whether every partial accumulator of a compiled group may be merged into `accs`."""
-    return all(getattr(acc, "accepts", lambda partial: True)(partial)
-               for acc, partial in zip(accs, partials))
+def _merged(accs, partials):
+    """Merges a compiled group's partial accumulators into `accs` if every one may be
+    (`accepts`: a secure sum's inputs in range); returns whether it did."""
+    if not all(getattr(acc, "accepts", lambda partial: True)(partial)
+               for acc, partial in zip(accs, partials)):
+        return False
+    for acc, partial in zip(accs, partials):
+        acc.merge(partial)
+    return True
 
 
 lookup("federated_sum").def_rule("in_graph", _InGraphSum())

@@ -375,13 +375,19 @@ def dataset_elements(dataset, element_type):
         return None
     elements = [_unflatten(element_type, _nest_leaves(element_type, element), for_python=False)
                 for element in dataset.as_numpy_iterator()]
-    if _reads_the_same_each_time(dataset):
+    with _READ_ONCE_LOCK:
+        varying = dataset in _VARYING
+    if not varying and _reads_the_same_each_time(dataset):
         with _READ_ONCE_LOCK:
             _READ_ONCE[dataset] = (element_type, elements)
+    elif not varying:  # judged once: its graph is not serialised again each round
+        with _READ_ONCE_LOCK:
+            _VARYING.add(dataset)
     return elements
 
 
 _READ_ONCE = weakref.WeakKeyDictionary()  # dataset -> (element type, its elements)
+_VARYING = weakref.WeakSet()  # datasets whose elements may change from one read to the next
 _READ_ONCE_LOCK = threading.Lock()
 
 
