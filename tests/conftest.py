@@ -5,6 +5,7 @@ import pytest
 
 import fcore
 from fcore.tracing.computation import Computation
+from support import leaf_calls  # noqa: F401 - a fixture for every test
 
 _built = []  # strong references: computations local to a test are checked too
 _original_init = Computation.__init__

@@ -4,6 +4,7 @@ import collections
 import collections.abc
 
 import numpy as np
+import pytest
 
 
 def small_keras_model(units=16):
@@ -64,3 +65,37 @@ def local_cluster():
     yield client
     client.close()
     cluster.close()
+
+
+def run(kind, computation, *args):
+    """`computation(*args)` on the executor `kind`."""
+    import fcore
+    with fcore.execution_context(kind):
+        return computation(*args)
+
+
+def assert_same(want, found):
+    """Equal to 1e-6, container by container (dicts, structs, namedtuples, ...)."""
+    from fcore.struct import python_items
+    items = python_items(want)
+    if items is not None:
+        found_items = python_items(found)[0]
+        assert [k for k, _ in items[0]] == [k for k, _ in found_items]
+        for (_, a), (_, b) in zip(items[0], found_items):
+            assert_same(a, b)
+        return
+    np.testing.assert_allclose(np.asarray(found), np.asarray(want), rtol=1e-6, atol=1e-6)
+
+
+@pytest.fixture
+def leaf_calls(monkeypatch):
+    """How many times the fast executor ran each TF leaf client by client (by name)."""
+    from fcore.execution import streaming
+    calls = collections.Counter()
+    original = streaming.StreamingInterpreter.run_leaf
+
+    def counting(self, leaf, argument):
+        calls[leaf.name] += 1
+        return original(self, leaf, argument)
+    monkeypatch.setattr(streaming.StreamingInterpreter, "run_leaf", counting)
+    return calls

@@ -141,12 +141,19 @@ class Aggregate:
     """`federated_aggregate`: the server parts (zero, accumulate, report) come with the
     argument; only the client values stream."""
 
-    def __init__(self, fn_type, argument_type, zero, accumulate, report):
+    def __init__(self, fn_type, argument_type, zero, accumulate, report, merge=None):
         self.accumulator = zero
-        self.accumulate, self.report = accumulate, report
+        self.accumulate, self.report, self.merge_fn = accumulate, report, merge
 
     def add(self, member):
         self.accumulator = self.accumulate(Struct([(None, self.accumulator), (None, member)]))
+
+    def merge(self, other):
+        """Folds in another part's accumulator (a compiled group's, a Dask chunk's) with
+        `merge`; `zero` is an identity of `merge`, so how clients are split does not
+        matter."""
+        self.accumulator = self.merge_fn(Struct([(None, self.accumulator),
+                                                 (None, other.accumulator)]))
 
     def result(self):
         return self.report(self.accumulator)
@@ -248,7 +255,7 @@ _extremum("federated_max", np.maximum)
 def _aggregate(fn_type, server_argument):
     zero, accumulate, merge, report = server_argument
     impls.check_merge_identity(zero, merge)
-    return Aggregate(fn_type, fn_type.parameter, zero, accumulate, report)
+    return Aggregate(fn_type, fn_type.parameter, zero, accumulate, report, merge)
 
 
 @_accumulator("federated_secure_sum")

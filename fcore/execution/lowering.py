@@ -1,7 +1,8 @@
 """Compiling a round's client work into one TensorFlow graph per group of alike clients.
 
 When a pass over the clients is one TF leaf mapped over the clients (after structural zips),
-followed by structural selections and sums or means (a FedAvg round is), the fast executor
+followed by steps on its outputs (selections, zips, lambdas, further TF leaves on tensors)
+and aggregations with an "in_graph" rule (all but the sequence ones), the fast executor
 runs each group of clients whose data have the same shapes in a single `tf.function`
 (XLA-compiled where XLA accepts it): a loop over the group's clients calls the leaf's
 unrolled variant and accumulates the aggregations in the graph. Per-client Python work then
@@ -18,6 +19,7 @@ argument) are stacked the same way."""
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -133,19 +135,14 @@ class _Plan:
             if uri != "federated_map":
                 raise _NotLowerable()
             self._collect(node.argument.elements[1][1], local, pre)
-            if isinstance(fn, nodes.TFLeaf):  # a further TF leaf on tensors: called in the loop
-                leaf = fn.computation
-                if not hasattr(leaf, "_concrete") or leaf.parameter_type is None or any(
-                        isinstance(t, core.SequenceType) for t in tff._leaves(
-                            leaf.parameter_type)):
-                    raise _NotLowerable()
-            elif not isinstance(fn, nodes.Lambda) or analysis.free_names(fn) or \
-                    _has_intrinsics(fn):
-                raise _NotLowerable()
-        # the TF leaves of the steps after the first leaf
+            _check_in_graph(fn)  # a further TF leaf on tensors, or a lambda: called in the loop
+        # the TF leaves of the steps after the first leaf, and of the aggregations' functions
         self.post_leaves = [n.argument.elements[0][1].computation for _, n in self.post
                             if n.function.uri == "federated_map" and
                             isinstance(n.argument.elements[0][1], nodes.TFLeaf)]
+        self.rules = [lookup(n.function.uri).rule("in_graph") for _, n in aggregates]
+        for rule, (_, node) in zip(self.rules, aggregates):
+            self.post_leaves += rule.functions(node)
         from fcore.execution.streaming import _client_part
         self.operands = [_client_part(n) for _, n in aggregates]
         for operand in self.operands:
@@ -164,6 +161,9 @@ class _Plan:
         self.server_arguments = [[] if lookup(n.function.uri).whole_operand else
                                  [once(e) for e in _elements(n.argument)[1:]]
                                  for _, n in aggregates]
+        # the aggregations' own inputs of the loop (federated_aggregate's zero), flat
+        self.aggregate_inputs = [rule.inputs(node, arguments) for rule, (_, node), arguments
+                                 in zip(self.rules, aggregates, self.server_arguments)]
         self.kept = sorted(materialise)
         self.types = {self.leaf_name: self.leaf.type_signature.result}
         self.types.update({name: node.type_signature.member for name, node in self.post})
@@ -286,9 +286,11 @@ class _Plan:
         return tff.STATEFUL_LOCK if tff.STATEFUL_LOCK in contexts else contexts[0]
 
     def extra_inputs(self):
-        """The flat tensors of the values the steps after the leaf use (`extras`)."""
+        """The flat tensors of the values the steps after the leaf use (`extras`), then the
+        aggregations' own inputs (`aggregate_inputs`)."""
         return [leaf for name, value in zip(self.extra_names, self.extra_values)
-                for leaf in structure.flatten(self.extras[name].member, value)]
+                for leaf in structure.flatten(self.extras[name].member, value)] + [
+            leaf for inputs in self.aggregate_inputs for leaf in inputs]
 
     def _text(self):
         """What, besides the leaf and the shapes, the compiled loop computes: the client
@@ -296,8 +298,9 @@ class _Plan:
         and type) and operand, and the values kept."""
         return tuple(str(n) for _, n in self.post) + tuple(
             id(leaf) for leaf in self.post_leaves) + tuple(
-            (n.function.uri, str(n.function.type_signature), str(o))
-            for (_, n), o in zip(self.aggregates, self.operands)) + tuple(self.kept)
+            (n.function.uri, str(n.function.type_signature), str(o), rule.key(n))
+            for rule, (_, n), o in zip(self.rules, self.aggregates, self.operands)) + tuple(
+            self.kept)
 
 
 # The "in_graph" rules: how the compiled client loop accumulates an aggregation (only those
@@ -307,7 +310,35 @@ class _Plan:
 # value at `cursor` (in place; returns the cursor after its totals), and `unpack(acc, totals,
 # cursor, width, size)` loads the loop's totals into the intrinsic's streaming accumulator.
 
-class _LeafByLeaf:
+class _InGraphRule:
+    """What an in-graph rule has unless it says otherwise: no functions of its own, no inputs
+    of the loop besides the operand, and a streaming accumulator of the intrinsic for the
+    group's partial result, whose totals are as many as the result's leaves."""
+
+    def functions(self, node):
+        """The TF leaves the rule calls in the loop (for locks and the cache key)."""
+        return []
+
+    def key(self, node):
+        """What else of the call the compiled loop depends on (its cache key)."""
+        return ()
+
+    def inputs(self, node, server_argument):
+        """The flat values the loop takes for this aggregation (passed, not constants)."""
+        return []
+
+    def bound(self, node, inputs, interpreter):
+        """The rule for one trace of the loop, given its `inputs` as graph values."""
+        return self
+
+    def partial(self, node, server_argument):
+        return accumulators.start(node.function.uri, node.function.type_signature, [])
+
+    def width(self, node):
+        return len(structure.leaf_types(node.function.type_signature.result.member))
+
+
+class _LeafByLeaf(_InGraphRule):
     """An in-graph rule whose totals are one per operand leaf, each updated by `combine`."""
 
     def add(self, function, totals, cursor, value):
@@ -338,7 +369,7 @@ class _InGraphSum(_LeafByLeaf):
         return added
 
 
-class _InGraphMean:
+class _InGraphMean(_InGraphRule):
     """`federated_mean` and `federated_weighted_mean`: float64 totals and then the weight (a
     weighted mean leaves out a member of weight zero)."""
 
@@ -403,7 +434,7 @@ class _InGraphExtremum(_LeafByLeaf):
         return best
 
 
-class _InGraphSecureSum:
+class _InGraphSecureSum(_InGraphRule):
     """`federated_secure_sum` and `federated_secure_sum_bitwidth`: exact int64 totals, and
     each leaf's smallest and largest client value, and whether a total wrapped around. The
     bound is checked when the group's partial sum is merged (`SecureSum.accepts`): a group
@@ -433,8 +464,8 @@ class _InGraphSecureSum:
             totals[cursor + 2 * width + i] = tf.maximum(totals[cursor + 2 * width + i], leaf)
         return cursor + 3 * width + 1
 
-    def partial(self, fn_type):
-        return accumulators.SecureSumPartial(fn_type)
+    def partial(self, node, server_argument):
+        return accumulators.SecureSumPartial(node.function.type_signature)
 
     def unpack(self, acc, totals, cursor, width, size):
         acc.totals = [np.asarray(t, dtype=np.int64).astype(object)
@@ -444,6 +475,85 @@ class _InGraphSecureSum:
         acc.wrapped = bool(totals[cursor + 3 * width])
         acc.count = size
         return cursor + 3 * width + 1
+
+
+class _InGraphAggregate(_InGraphRule):
+    """`federated_aggregate`: the loop folds each client into the group's own accumulator,
+    which starts at `zero` (an input of the loop) and is updated by `accumulate` called in
+    the graph (a TF leaf's traced graph, or a lambda of TF leaves). The group's accumulator
+    is merged into the round's with `merge` (zero is an identity of merge, which the
+    streaming accumulator checks), and `report` runs once, at the end. An `accumulate` that
+    is not a TF leaf or a closed lambda without intrinsics runs client by client."""
+
+    def __init__(self, node=None, zero=None, accumulate=None):
+        self.node, self.zero, self.accumulate = node, zero, accumulate
+
+    @staticmethod
+    def _function(node):
+        if not isinstance(node.argument, nodes.Struct) or len(node.argument.elements) != 5:
+            raise _NotLowerable()
+        return node.argument.elements[2][1]
+
+    def functions(self, node):
+        fn = self._function(node)
+        _check_in_graph(fn)
+        return [leaf.computation for leaf in _tf_leaves(fn)]
+
+    def key(self, node):
+        return str(self._function(node))
+
+    def _type(self, node):
+        return node.function.type_signature.parameter[1]  # zero's, the accumulator's
+
+    def inputs(self, node, server_argument):
+        return structure.flatten(self._type(node), server_argument[0])
+
+    def bound(self, node, inputs, interpreter):
+        return _InGraphAggregate(node, tff._unflatten(self._type(node), list(inputs), False,
+                                                      True),
+                                 _in_graph(self._function(node), interpreter))
+
+    def initial(self, types):
+        return list(structure.leaves(self.zero))
+
+    def add(self, function, totals, cursor, value):
+        width = len(structure.leaf_types(self._type(self.node)))
+        accumulator = tff._unflatten(self._type(self.node), totals[cursor:cursor + width],
+                                     False, True)
+        totals[cursor:cursor + width] = structure.leaves(
+            self.accumulate(Struct([(None, accumulator), (None, value)])))
+        return cursor + width
+
+    def partial(self, node, server_argument):
+        return SimpleNamespace(accumulator=None, type_=self._type(node))
+
+    def width(self, node):
+        return len(structure.leaf_types(self._type(node)))
+
+    def unpack(self, acc, totals, cursor, width, size):
+        acc.accumulator = structure.rebuild(acc.type_, totals[cursor:cursor + width])
+        return cursor + width
+
+
+def _check_in_graph(fn):
+    """Raises `_NotLowerable` unless `fn` can be called on graph values in the loop: a TF
+    leaf on tensors, or a lambda with no free names and no intrinsics."""
+    if isinstance(fn, nodes.TFLeaf):
+        leaf = fn.computation
+        if not hasattr(leaf, "_concrete") or leaf.parameter_type is None or any(
+                isinstance(t, core.SequenceType) for t in tff._leaves(leaf.parameter_type)):
+            raise _NotLowerable()
+        return
+    if not isinstance(fn, nodes.Lambda) or analysis.free_names(fn) or _has_intrinsics(fn):
+        raise _NotLowerable()
+    for leaf in _tf_leaves(fn):
+        _check_in_graph(leaf)
+
+
+def _tf_leaves(node):
+    if isinstance(node, nodes.TFLeaf):
+        return [node]
+    return [leaf for child in node.children() for leaf in _tf_leaves(child)]
 
 
 def _merged(accs, partials):
@@ -464,6 +574,7 @@ lookup("federated_min").def_rule("in_graph", _InGraphExtremum(smallest=True))
 lookup("federated_max").def_rule("in_graph", _InGraphExtremum(smallest=False))
 lookup("federated_mean").def_rule("in_graph", _InGraphMean(weighted=False))
 lookup("federated_weighted_mean").def_rule("in_graph", _InGraphMean(weighted=True))
+lookup("federated_aggregate").def_rule("in_graph", _InGraphAggregate())
 
 
 def _sum_dtype(type_):
@@ -585,16 +696,21 @@ class _GroupFunction:
         import tensorflow as tf
         plan = self.plan
         count = self._count(*data)
-        interpreter = Interpreter()
+        interpreter = _GraphInterpreter()
         functions = {name: _in_graph(node.argument.elements[0][1], interpreter)
                      for name, node in plan.post if node.function.uri == "federated_map"}
-        extras, flat = {}, list(shared[len(shared) - plan.extra_count:])
+        own = [len(inputs) for inputs in plan.aggregate_inputs]
+        extras, flat = {}, list(shared[len(shared) - plan.extra_count - sum(own):])
         for name in plan.extra_names:
             extras[name] = tff._unflatten(plan.extras[name].member, flat, False, True)
-        # the leaf types of each aggregation's client operand (a secure sum's bound is not)
-        specs = [(lookup(n.function.uri).rule("in_graph"), structure.leaf_types(
-            n.argument.type_signature if lookup(n.function.uri).whole_operand
-            else n.argument.type_signature[0])) for _, n in plan.aggregates]
+        # each aggregation's rule, bound to its inputs, and the leaf types of its client
+        # operand (a secure sum's bound is not)
+        specs = []
+        for rule, (_, n), width in zip(plan.rules, plan.aggregates, own):
+            specs.append((rule.bound(n, flat[:width], interpreter), structure.leaf_types(
+                n.argument.type_signature if lookup(n.function.uri).whole_operand
+                else n.argument.type_signature[0])))
+            del flat[:width]
         initial = []
         for in_graph, types in specs:
             initial += in_graph.initial(types)
@@ -653,13 +769,10 @@ class _GroupFunction:
             raise ExecutionError("federated_sum: the sum of the clients' 64-bit integer "
                                  "values does not fit their dtype.")
         accs, cursor = [], 0
-        for _, node in self.plan.aggregates:
-            uri, fn_type = node.function.uri, node.function.type_signature
-            rule = lookup(uri).rule("in_graph")
-            acc = rule.partial(fn_type) if hasattr(rule, "partial") else \
-                accumulators.start(uri, fn_type, [])
-            width = len(structure.leaf_types(fn_type.result.member))
-            cursor = rule.unpack(acc, totals, cursor, width, size)
+        for rule, (_, node), arguments in zip(self.plan.rules, self.plan.aggregates,
+                                              self.plan.server_arguments):
+            acc = rule.partial(node, arguments)
+            cursor = rule.unpack(acc, totals, cursor, rule.width(node), size)
             accs.append(acc)
         kept, position = {}, 0
         for name in self.plan.kept:
@@ -824,6 +937,14 @@ def run_ragged(plan, indices, rows):
     columns = [_aligned_concatenate(p) for p in pieces]
     branch = np.array([lengths.index(len(rows[i][sequence])) for i in indices], np.int32)
     return function(shared + plan.extra_inputs(), branch, starts, sizes, columns, values)
+
+
+class _GraphInterpreter(Interpreter):
+    """The reference interpreter over graph values: a lambda's TF leaves call their traced
+    graphs (in the loop's graph) instead of running eagerly on NumPy values."""
+
+    def _tfleaf(self, node, env):
+        return _in_graph(node, self)
 
 
 def _in_graph(fn, interpreter):

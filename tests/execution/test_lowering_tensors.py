@@ -10,8 +10,9 @@ import tensorflow as tf
 
 import fcore
 from fcore import CLIENTS, SERVER, FederatedType, TensorType
-from fcore.execution import lowering, streaming
-from fcore.struct import python_items
+from fcore.execution import lowering
+
+from support import assert_same, run
 
 VECTOR = TensorType(np.float32, [1000])
 
@@ -57,36 +58,6 @@ def layers(count, seed=0):
     return [collections.OrderedDict(w=rng.normal(size=(4, 3)).astype(np.float32),
                                     b=rng.normal(size=3).astype(np.float32))
             for _ in range(count)]
-
-
-def run(kind, computation, *args):
-    with fcore.execution_context(kind):
-        return computation(*args)
-
-
-def assert_same(want, found):
-    """Equal to 1e-6, container by container (dicts, structs, namedtuples, ...)."""
-    items = python_items(want)
-    if items is not None:
-        found_items = python_items(found)[0]
-        assert [k for k, _ in items[0]] == [k for k, _ in found_items]
-        for (_, a), (_, b) in zip(items[0], found_items):
-            assert_same(a, b)
-        return
-    np.testing.assert_allclose(np.asarray(found), np.asarray(want), rtol=1e-6, atol=1e-6)
-
-
-@pytest.fixture
-def leaf_calls(monkeypatch):
-    """How many times the fast executor ran each TF leaf client by client (by name)."""
-    calls = collections.Counter()
-    original = streaming.StreamingInterpreter.run_leaf
-
-    def counting(self, leaf, argument):
-        calls[leaf.name] += 1
-        return original(self, leaf, argument)
-    monkeypatch.setattr(streaming.StreamingInterpreter, "run_leaf", counting)
-    return calls
 
 
 def tracings(leaf):

@@ -20,7 +20,8 @@ WHOLE_OPERAND = {"federated_sum", "federated_mean", "federated_weighted_mean", "
 AT_CLIENTS = {"federated_broadcast", "federated_value_at_clients", "federated_eval_at_clients",
               "federated_map", "federated_zip_at_clients"}
 IN_GRAPH = {"federated_sum", "federated_mean", "federated_weighted_mean", "federated_min",
-            "federated_max", "federated_secure_sum", "federated_secure_sum_bitwidth"}
+            "federated_max", "federated_secure_sum", "federated_secure_sum_bitwidth",
+            "federated_aggregate"}
 MERGE_PARTIALS = {"federated_sum", "federated_mean", "federated_weighted_mean", "federated_min",
                   "federated_max"}
 
@@ -77,11 +78,11 @@ def test_accumulators_start_uses_the_rule():
 
 
 def test_a_missing_rule_names_the_intrinsic_and_the_rule():
-    with pytest.raises(MissingRuleError, match=r"Intrinsic 'federated_aggregate' has no "
-                       r"'in_graph' rule \(its rules: accumulator, reference\)\."):
-        INTRINSICS["federated_aggregate"].rule("in_graph")
-    with pytest.raises(MissingRuleError, match="'federated_aggregate' has no 'merge_partials'"):
-        accumulators.lookup("federated_aggregate").rule("merge_partials")
+    with pytest.raises(MissingRuleError, match=r"Intrinsic 'federated_map' has no "
+                       r"'in_graph' rule \(its rules: member, reference\)\."):
+        INTRINSICS["federated_map"].rule("in_graph")
+    with pytest.raises(MissingRuleError, match="'federated_broadcast' has no 'merge_partials'"):
+        accumulators.lookup("federated_broadcast").rule("merge_partials")
     assert issubclass(MissingRuleError, NotImplementedError)
 
 
