@@ -108,9 +108,16 @@ class DistributedInterpreter(StreamingInterpreter):
         count = self._count(order, once)
         if not program.has_tf_work or count == 0:  # cheaper here than a round trip
             return super()._pass(env, values, per_client, aggregates, materialise)
-        return self._run_distributed(program, aggregates, materialise, count)
+        try:
+            return self._run_distributed(program, aggregates, materialise, count, once)
+        except _ChunkFailed as failed:
+            # the client work failed on a worker, which numbers clients within its chunk:
+            # the pass runs again here, so that the error names the client by its index in
+            # the round, exactly as the other executors report it
+            super()._pass(env, values, per_client, aggregates, materialise)
+            raise failed.error from None  # it did not fail again here (a random failure)
 
-    def _run_distributed(self, program, aggregates, materialise, count):
+    def _run_distributed(self, program, aggregates, materialise, count, once):
         from distributed import as_completed
         data = program.client_inputs
         program_future = [_scatter_program(self.client, program)]
@@ -141,8 +148,9 @@ class DistributedInterpreter(StreamingInterpreter):
             try:
                 partials.append((chunk, future.result()))
             except ExecutionError as e:  # the client work itself failed: not a worker loss
-                raise ExecutionError(f"{e} [in the chunk of clients {chunk[0]}..{chunk[1] - 1},"
-                                     f" numbered from 0 within the chunk]") from None
+                raise _ChunkFailed(ExecutionError(
+                    f"{e} [in the chunk of clients {chunk[0]}..{chunk[1] - 1}, numbered from 0 "
+                    f"within the chunk]")) from None
             except Exception as e:  # noqa: BLE001 - worker lost, data lost, ...
                 retried += 1
                 if self._resubmit(chunk, attempts, e, submit):
@@ -160,7 +168,7 @@ class DistributedInterpreter(StreamingInterpreter):
         if self.dropped:
             warnings.warn(f"distributed executor: {lost} of {count} clients dropped after "
                           f"worker failures: {self.dropped[0][1]}", RuntimeWarning)
-        return _merge(partials, aggregates, materialise, program, count)
+        return _merge(partials, aggregates, materialise, program, once)
 
     def _resubmit(self, chunk, attempts, error, submit):
         """Sends a failed chunk again (its data, and the program if it was lost, placed
@@ -206,6 +214,14 @@ class _Unsupported(Exception):
     """A pass this executor cannot ship (it falls back to running it locally)."""
 
 
+class _ChunkFailed(Exception):
+    """A chunk's client work raised `error` on its worker."""
+
+    def __init__(self, error):
+        super().__init__(str(error))
+        self.error = error
+
+
 class _ClientProgram:
     """One pass over the clients as a federated computation over a chunk of them:
     `(_in:<_i0=T0@P,...> -> (let _i0=_in._i0,...,<the pass's bindings> in <results>))`,
@@ -225,11 +241,11 @@ class _ClientProgram:
         outputs = []
         for name, node in aggregates:
             uri = node.function.uri
-            argument = self._rewrite(node.argument)
-            locals_.append((name, nodes.Call(node.function, argument)))
-            outputs.append(nodes.Reference(name, node.type_signature))
+            call = lookup(uri).rule("merge_partials").call(node, self._rewrite)
+            locals_.append((name, call))
+            outputs.append(nodes.Reference(name, call.type_signature))
             self.results.append(("aggregate", name, uri))
-            extra = lookup(uri).rule("merge_partials").weight(argument)
+            extra = lookup(uri).rule("merge_partials").weight(call.argument)
             if extra is not None:
                 locals_.append((name + "_weight", extra))
                 outputs.append(nodes.Reference(name + "_weight", extra.type_signature))
@@ -293,27 +309,61 @@ def _summed(counted):
 
 
 # The "merge_partials" rules: how the driver merges the chunks' results of an aggregation.
-# `weight(argument)` is what each chunk computes besides its result (the sum of the weights
-# of a weighted mean, the number of members of a mean), or None; `merge(uri, values, weights,
-# type_)` combines the chunks' results (and those weights). Aggregations without the rule
-# (federated_aggregate, secure sums) run their pass on the driver from the clients' values.
+# `call(node, rewrite)` is the call each chunk computes (with `rewrite` applied to the
+# argument: server values become program inputs); `weight(argument)` is what each chunk
+# computes besides its result (the sum of the weights of a weighted mean, the number of
+# members of a mean), or None; `merge(node, values, weights, once)` combines the chunks'
+# results (and those weights), `once` evaluating server-side parts of the call.
+# Aggregations without the rule run their pass on the driver from the clients' values.
 
-class _MergeReduction:
-    """Sums (exactly, for integers), minima and maxima: the reduction of the chunks'."""
-
+class _MergeRule:
     weighted = False
 
-    def __init__(self, reducer):
-        self.reducer = reducer
+    def call(self, node, rewrite):
+        return nodes.Call(node.function, rewrite(node.argument))
 
     def weight(self, argument):
         return None
 
-    def merge(self, uri, values, weights, type_):
-        return _combine(uri, values, type_, self.reducer)
+
+class _MergeReduction(_MergeRule):
+    """Sums (exactly, for integers), minima and maxima: the reduction of the chunks'. Secure
+    sums too: a chunk's secure sum (its clients' values checked against the bound on the
+    worker) is its exact sum, as no sum of valid values reaches the protocol's modulus."""
+
+    def __init__(self, reducer):
+        self.reducer = reducer
+
+    def merge(self, node, values, weights, once):
+        return _combine(node.function.uri, values, node.function.type_signature.result.member,
+                        self.reducer)
 
 
-class _MergeMean:
+class _MergeAggregate(_MergeRule):
+    """`federated_aggregate`: each chunk folds its clients into `zero` and reports its
+    accumulator as it is (the chunk's call has the identity as `report`); the driver merges
+    the chunks' accumulators with `merge`, in client order, and runs `report` once."""
+
+    def call(self, node, rewrite):
+        if not isinstance(node.argument, nodes.Struct) or len(node.argument.elements) != 5:
+            raise _Unsupported()
+        accumulator = node.function.type_signature.parameter[1]
+        identity = nodes.Lambda("_acc", accumulator, nodes.Reference("_acc", accumulator))
+        elements = [(n, rewrite(e)) for n, e in node.argument.elements[:4]]
+        argument = nodes.Struct(elements + [(node.argument.elements[4][0], identity)])
+        return nodes.Call(nodes.Intrinsic("federated_aggregate", lookup(
+            "federated_aggregate").function_type(argument.type_signature)), argument)
+
+    def merge(self, node, values, weights, once):
+        from fcore.struct import Struct
+        merge, report = (once(e) for _, e in node.argument.elements[3:])
+        accumulator = values[0]
+        for value in values[1:]:
+            accumulator = merge(Struct([(None, accumulator), (None, value)]))
+        return report(accumulator)
+
+
+class _MergeMean(_MergeRule):
     """Means and weighted means: the chunks' means weighted by their weights."""
 
     weighted = True
@@ -334,8 +384,8 @@ class _MergeMean:
                 pair)
         return _summed(counted)
 
-    def merge(self, uri, values, weights, type_):
-        return _weighted(values, weights, type_)
+    def merge(self, node, values, weights, once):
+        return _weighted(values, weights, node.function.type_signature.result.member)
 
 
 _programs = LRU(32)  # program text, leaves and lengths -> (saved bytes, digest), per process
@@ -467,7 +517,7 @@ def run_chunk(digest, program_data, shared, chunk, size):
     return list(result)
 
 
-def _merge(partials, aggregates, materialise, program, count):
+def _merge(partials, aggregates, materialise, program, once):
     """The pass's results from the chunks' results."""
     partials.sort(key=lambda item: item[0][0])
     results, position = {}, 0
@@ -476,15 +526,15 @@ def _merge(partials, aggregates, materialise, program, count):
             results[name] = [v for _, outputs in partials for v in outputs[position]]
             position += 1
             continue
-        fn_type = dict(aggregates)[name].function.type_signature
+        node = dict(aggregates)[name]
         values = [outputs[position] for _, outputs in partials]
         merge = lookup(uri).rule("merge_partials")
         if merge.weighted:
             weights = [float(outputs[position + 1]) for _, outputs in partials]
-            results[name] = merge.merge(uri, values, weights, fn_type.result.member)
+            results[name] = merge.merge(node, values, weights, once)
             position += 2
         else:
-            results[name] = merge.merge(uri, values, None, fn_type.result.member)
+            results[name] = merge.merge(node, values, None, once)
             position += 1
     return results
 
@@ -525,6 +575,9 @@ lookup("federated_min").def_rule("merge_partials", _MergeReduction(np.minimum))
 lookup("federated_max").def_rule("merge_partials", _MergeReduction(np.maximum))
 lookup("federated_mean").def_rule("merge_partials", _MergeMean(weighted_mean=False))
 lookup("federated_weighted_mean").def_rule("merge_partials", _MergeMean(weighted_mean=True))
+lookup("federated_secure_sum").def_rule("merge_partials", _MergeReduction(np.add))
+lookup("federated_secure_sum_bitwidth").def_rule("merge_partials", _MergeReduction(np.add))
+lookup("federated_aggregate").def_rule("merge_partials", _MergeAggregate())
 
 
 def run(computation, argument, num_clients, context):

@@ -26,15 +26,25 @@ def client():
     yield from local_cluster()
 
 
-def on_every_executor(client, computation, *arguments):
+def on_every_executor(client, computation, *arguments, shipped=True):
+    """The results on the reference, fast and Dask executors; with `shipped`, a pass at 10 or
+    more clients must run in chunks on the workers (not on the driver)."""
+    from fcore.execution import distributed as fdist
     results = []
     with fcore.execution_context("reference"):
         results.append(computation(*arguments))
     with fcore.execution_context("fast"):
         results.append(computation(*arguments))
+    fdist.last_report.clear()
     with fcore.execution_context(dask=client):
         results.append(computation(*arguments))
+    if shipped and _clients(arguments) >= 10:
+        assert fdist.last_report.get("chunks", 0) > 1, "the pass ran on the driver"
     return results
+
+
+def _clients(arguments):
+    return max((len(a) for a in arguments if isinstance(a, list)), default=0)
 
 
 def assert_same(results):
@@ -118,7 +128,9 @@ def test_datasets_of_unknown_length(client):
             lambda v: v > float(i % 5))
     data = [kept(i) for i in range(10)]
     assert tf.data.experimental.cardinality(data[0]) == tf.data.experimental.UNKNOWN_CARDINALITY
-    results = on_every_executor(client, sum_of_totals, data)
+    # a dataset of unknown length may be endless: it is not read to travel, so on Dask this
+    # pass runs on the driver
+    results = on_every_executor(client, sum_of_totals, data, shipped=False)
     expected = sum(sum(v for v in range(12) if v > i % 5) for i in range(10))
     assert [float(r) for r in results] == [expected] * 3
 
@@ -190,3 +202,62 @@ def test_per_client_tensors(client, clients):
     for mean, smallest in results:
         np.testing.assert_allclose(mean, distances.mean(), rtol=1e-5)
         np.testing.assert_allclose(smallest, distances.min(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("clients", [4, 20])
+def test_a_tf_federated_aggregate_on_every_executor(client, clients):
+    rng = np.random.default_rng(clients)
+    points = [rng.normal(size=4).astype(np.float32) for _ in range(clients)]
+    center = np.ones(4, np.float32)
+    results = on_every_executor(client, farthest, points, center)
+    distances = ((np.stack(points) - center) ** 2).sum(1)
+    for largest, total in results:
+        np.testing.assert_allclose(largest, distances.max(), rtol=1e-6)
+        np.testing.assert_allclose(total, distances.sum() + 1, rtol=1e-5)
+
+
+PAIR = fcore.to_type((np.float32, np.float32))
+
+
+@fcore.tf_computation(PAIR, np.float32)
+def keep_largest(acc, x):
+    return tf.maximum(acc[0], x), acc[1] + x
+
+
+@fcore.tf_computation(PAIR, PAIR)
+def merge_pairs(a, b):
+    return tf.maximum(a[0], b[0]), a[1] + b[1]
+
+
+@fcore.tf_computation(PAIR)
+def plus_one(acc):
+    return acc[0], acc[1] + 1
+
+
+@fcore.federated_computation(FederatedType(W, CLIENTS), FederatedType(W, SERVER))
+def farthest(points, center):
+    distances = fcore.federated_map(squared_distance, (points, fcore.federated_broadcast(
+        center)))
+    return fcore.federated_aggregate(distances, (np.float32(-np.inf), np.float32(0)),
+                                     keep_largest, merge_pairs, plus_one)
+
+
+@fcore.tf_computation(TensorType(np.int32, [3]))
+def lowered(values):
+    return values - 10
+
+
+@fcore.federated_computation(FederatedType(TensorType(np.int32, [3]), CLIENTS))
+def unchecked_secure_sum(values):
+    return fcore.federated_secure_sum(fcore.federated_map(lowered, values), 100)
+
+
+def test_an_out_of_range_secure_sum_input_names_the_client_on_every_executor(client):
+    values = [np.array([20, 30, 40], np.int32)] * 25 + [np.array([5, 30, 40], np.int32)]
+    messages = []
+    for context in ({"kind": "reference"}, {"kind": "fast"}, {"dask": client}):
+        with fcore.execution_context(**context), pytest.raises(fcore.ExecutionError) as error:
+            unchecked_secure_sum(values)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1] == messages[2]
+    assert "client 25" in messages[2]

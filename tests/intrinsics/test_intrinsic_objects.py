@@ -22,8 +22,7 @@ AT_CLIENTS = {"federated_broadcast", "federated_value_at_clients", "federated_ev
 IN_GRAPH = {"federated_sum", "federated_mean", "federated_weighted_mean", "federated_min",
             "federated_max", "federated_secure_sum", "federated_secure_sum_bitwidth",
             "federated_aggregate"}
-MERGE_PARTIALS = {"federated_sum", "federated_mean", "federated_weighted_mean", "federated_min",
-                  "federated_max"}
+MERGE_PARTIALS = IN_GRAPH
 
 
 def _with(rule):
