@@ -256,28 +256,29 @@ class _Plan:
         if concrete is None:
             return None
         shared, stacked, layout = [], [], []
+        capacity = _bucket(len(rows))
         for position, (value, type_) in enumerate(zip(rows[0], self.param_leaves)):
             if position == self.sequence:
                 width = len(tff._leaves(type_.element))
                 for j in range(len(value) * width):
                     stacked.append(_aligned_concatenate(
                         [np.asarray(tff._unrolled_input(r[position], type_)[j])[None]
-                         for r in rows]))
+                         for r in rows], capacity))
                     layout.append(("stacked", len(stacked) - 1))
             elif position in self.per_client:  # one [clients, ...] array
-                stacked.append(_stacked([r[position] for r in rows]))
+                stacked.append(_stacked([r[position] for r in rows], capacity))
                 layout.append(("stacked", len(stacked) - 1))
             else:
                 shared.append(value)
                 layout.append(("shared", len(shared) - 1))
         for position in range(len(self.param_leaves), len(rows[0])):  # `inputs`, after
-            stacked.append(_stacked([r[position] for r in rows]))
+            stacked.append(_stacked([r[position] for r in rows], capacity))
         cache_key = (key_shapes(key), self._text(), lengths)
         cache = _cache_of(self.leaf)
         function = cache.get(cache_key)
         if function is None:
             function = cache[cache_key] = _GroupFunction(self, concrete, layout)
-        return function(shared + self.extra_inputs(), stacked)
+        return function(shared + self.extra_inputs(), stacked, np.int32(len(rows)))
 
     def exclusive(self):
         """`STATEFUL_LOCK` if any TF leaf of the loop uses variables (`TFFunction.exclusive`),
@@ -624,10 +625,21 @@ def _stackable(value, type_):
     return np.shape(value), dtype.str
 
 
-def _stacked(values):
+def _stacked(values, capacity=None):
     """The clients' values of one position as one `[clients, ...]` array (aligned, so that
-    TensorFlow can share it)."""
-    return _aligned_concatenate([np.asarray(v)[None] for v in values])
+    TensorFlow can share it), with zero rows after them up to `capacity` rows."""
+    return _aligned_concatenate([np.asarray(v)[None] for v in values], capacity)
+
+
+def _bucket(count):
+    """The rows a group's stacked inputs get: `count` rounded up to 2**k or 1.5 * 2**k (at
+    least MIN_GROUP). XLA compiles a graph per input shape, so without this every new group
+    size (sampled clients change them every round) would compile the loop again; with it, a
+    few sizes serve every group. The padding rows are zeros the loop never reads."""
+    size = MIN_GROUP
+    while size < count:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+    return size
 
 
 def _has_intrinsics(node):
@@ -651,9 +663,10 @@ class _GroupFunction:
         if self.functions is None:
             # reduce_retracing: inputs of new sizes (more clients, longer columns) reuse a
             # graph with unknown dimensions instead of tracing one per size
-            self.functions = ([tf.function(self._loop, jit_compile=True, reduce_retracing=True)]
+            self.functions = ([tf.function(self._loop, jit_compile=True, reduce_retracing=True,
+                                          autograph=False)]
                               if self.jit else []) + \
-                [tf.function(self._loop, reduce_retracing=True)]
+                [tf.function(self._loop, reduce_retracing=True, autograph=False)]
             self.traced = list(self.functions)
         shared = [_tensor(s) if not isinstance(s, (list, Struct)) else s for s in shared]
         data = tf.nest.map_structure(_tensor, data)
@@ -674,19 +687,24 @@ class _GroupFunction:
             return None
         return self._unpack(outputs, self._size(*data))
 
-    def _size(self, stacked):
-        return len(stacked[0]) if stacked else 0
+    def _size(self, stacked, count):
+        return int(count)
 
-    def _count(self, stacked):
+    def _count(self, stacked, count):
+        """The number of clients (the loop's bound: the stacked inputs may have more rows)."""
+        return count
+
+    def _capacity(self, stacked, count):
+        """The rows of the stacked inputs (static under XLA: the size of the kept arrays)."""
         import tensorflow as tf
-        return tf.shape(stacked[0])[0]
+        return tf.shape(stacked[0])[0] if stacked else count
 
-    def _client_inputs(self, i, stacked):
+    def _client_inputs(self, i, stacked, count):
         """The flat `inputs` of client `i` (in the graph): stacked after the leaf's own."""
         used = sum(kind == "stacked" for kind, _ in self.layout)
         return [column[i] for column in stacked[used:]]
 
-    def _client_outputs(self, i, shared, stacked):
+    def _client_outputs(self, i, shared, stacked, count):
         """The leaf's outputs for client `i` (in the graph)."""
         flat = [shared[index] if kind == "shared" else stacked[index][i]
                 for kind, index in self.layout]
@@ -716,7 +734,8 @@ class _GroupFunction:
             initial += in_graph.initial(types)
         initial.append(tf.constant(False))  # an int64 sum overflowed
         kept_types = [structure.leaf_types(plan.types[name]) for name in plan.kept]
-        arrays = [tf.TensorArray(t.dtype, size=count) for types in kept_types for t in types]
+        capacity = self._capacity(*data)
+        arrays = [tf.TensorArray(t.dtype, size=capacity) for types in kept_types for t in types]
 
         def body(i, totals, arrays):
             outputs = self._client_outputs(i, shared, *data)
@@ -804,6 +823,8 @@ class _RaggedFunction(_GroupFunction):
         import tensorflow as tf
         return tf.shape(branch)[0]
 
+    _capacity = _count
+
     def _client_inputs(self, i, branch, starts, sizes, columns, values):
         return [column[i] for column in values[len(self.per_client):]]
 
@@ -851,15 +872,19 @@ def _tensor(value):
 _ALIGNMENT = 64
 
 
-def _aligned_concatenate(pieces):
-    """`np.concatenate(pieces)` into memory aligned for TensorFlow (so it can be shared)."""
-    shape = (sum(len(p) for p in pieces),) + pieces[0].shape[1:]
+def _aligned_concatenate(pieces, capacity=None):
+    """`np.concatenate(pieces)` into memory aligned for TensorFlow (so it can be shared),
+    followed by zero rows up to `capacity` rows if given."""
+    used = sum(len(p) for p in pieces)
+    shape = (max(used, capacity or 0),) + pieces[0].shape[1:]
     dtype = np.result_type(*pieces)
     size = int(np.prod(shape)) * dtype.itemsize
     buffer = np.empty(size + _ALIGNMENT, np.uint8)
     offset = -buffer.ctypes.data % _ALIGNMENT
     out = buffer[offset:offset + size].view(dtype).reshape(shape)
-    return np.concatenate(pieces, out=out)
+    np.concatenate(pieces, out=out[:used])
+    out[used:] = 0
+    return out
 
 
 def _begin(start, column):

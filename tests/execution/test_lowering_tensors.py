@@ -105,6 +105,25 @@ def test_the_compiled_loop_is_reused_for_new_arrays_of_the_same_shapes(leaf_call
         assert tracings(leaf) == traced
 
 
+def test_groups_of_nearby_sizes_share_one_input_shape(monkeypatch):
+    """XLA compiles per input shape: a group's stacked inputs are padded to 2**k or
+    1.5 * 2**k rows, so sampled groups of 33..48 clients reuse one compiled loop."""
+    shapes = []
+    original = lowering._GroupFunction._call
+
+    def recording(self, shared, data):
+        shapes.append(tuple(data[0][0].shape))
+        return original(self, shared, data)
+    monkeypatch.setattr(lowering._GroupFunction, "_call", recording)
+    center = points(1, seed=1)[0]
+    for count in (33, 40, 47, 48, 49):
+        data = points(count, seed=count)
+        assert_same(run("reference", spread, data, center), run("fast", spread, data, center))
+    assert shapes == [(48, 1000)] * 4 + [(64, 1000)]
+    assert [lowering._bucket(n) for n in (1, 8, 9, 13, 17, 25, 33, 100)] == \
+        [8, 8, 12, 16, 24, 32, 48, 128]
+
+
 def test_broadcast_positions_are_shared_and_client_positions_stacked():
     """The group function's layout: the clients' points stacked, the center passed once."""
     run("fast", spread, points(40, seed=5), points(1, seed=6)[0])
