@@ -273,7 +273,7 @@ class _Plan:
                 layout.append(("shared", len(shared) - 1))
         for position in range(len(self.param_leaves), len(rows[0])):  # `inputs`, after
             stacked.append(_stacked([r[position] for r in rows], capacity))
-        cache_key = (key_shapes(key), self._text(), lengths)
+        cache_key = (key_ranks(key), self._text(), lengths)
         cache = _cache_of(self.leaf)
         function = cache.get(cache_key)
         if function is None:
@@ -598,9 +598,18 @@ def _wrapped(total, leaf, added):
     return tf.reduce_any(tf.logical_and(same_sign, tf.not_equal(added >= 0, total >= 0)))
 
 
-def key_shapes(key):
-    """A group key without the identities of its shared values: what the graph depends on."""
-    return tuple(("value", k[2]) if k[0] == "value" else k for k in key)
+def key_ranks(key):
+    """A group key without the identities of its shared values and without the sizes of its
+    dimensions: groups that differ only in sizes (clients whose last batches differ) share
+    one loop, traced once with those dimensions unknown (`reduce_retracing`); XLA still
+    compiles it for each shape."""
+    def ranks(k):
+        if k[0] == "seq":
+            return "seq", tuple(tuple(len(shape) for shape in element) for element in k[1])
+        if k[0] == "client":
+            return "client", len(k[1]), k[2]
+        return "value", len(k[2])
+    return tuple(ranks(k) for k in key)
 
 
 def _per_client_positions(plan, rows):

@@ -151,7 +151,9 @@ def test_clients_of_several_shapes_run_in_groups_by_shape(leaf_calls):
     leaf_calls.clear()
     assert_same(run("reference", f, data), run("fast", f, data))
     assert leaf_calls["stats"] == 3  # two compiled groups of 10; the 3 of shape [5] one by one
-    assert len(lowering.compiled_loops(stats.ir.computation)) == 2
+    # the groups differ only in a size: one loop serves both (XLA compiles it for each shape)
+    (loop,) = lowering.compiled_loops(stats.ir.computation)
+    assert sum(f.experimental_get_tracing_count() for f in loop.traced) <= 2
 
 
 def test_a_median_of_40_clients_is_numpy_s_median(leaf_calls):
