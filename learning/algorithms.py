@@ -246,16 +246,15 @@ def _model_delta_process(model_fn, client_optimizer_fn, server_optimizer_fn, mod
         variables = [training.tf_variable(v) for v in weights.trainable_variables()]
         if gradient_only:
             gradients, count = training.gradient(model, dataset, variables)
-            update = [-g for g in gradients]
+            update, keep, _ = training.client_delta([-g for g in gradients],
+                                                    [tf.zeros_like(g) for g in gradients], count)
         else:
-            initial = [tf.identity(v.read_value()) for v in variables]
+            initial = list(model_weights[0])  # what the trainable variables now hold
             rate = client_optimizer.rate(round_num) if round_num is not None else None
             count = training.train(model, dataset, client_optimizer, use_model_step, rate,
                                    proximal_strength)
-            update = [v.read_value() - i for v, i in zip(variables, initial)]
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(d)) for d in update])
-        keep = tf.logical_and(finite, count > 0)
-        update = tf.cond(keep, lambda: update, lambda: [tf.zeros_like(d) for d in update])
+            update, keep, _ = training.client_delta([v.read_value() for v in variables],
+                                                    initial, count)
         outputs = training.zero_weight_outputs(model.report_local_outputs(), keep)
         return fcore.Struct([("update", pack(weights.trainable, update)),
                              ("weight", tf.where(keep, count, 0.0)),

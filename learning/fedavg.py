@@ -136,14 +136,10 @@ def build_federated_averaging_process(model_fn, client_optimizer_fn=None,
     def client_update(model_weights, dataset):
         weights.assign(model_weights)
         training.reset_local_variables(model)
-        initial = [tf.identity(training.tf_variable(v).read_value())
-                   for v in weights.trainable_variables()]
+        initial = list(model_weights[0])  # what the trainable variables now hold: no copy
         count = training.train(model, dataset, client_optimizer, use_model_step)
-        delta = [training.tf_variable(v).read_value() - i
-                 for v, i in zip(weights.trainable_variables(), initial)]
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(d)) for d in delta])
-        keep = tf.logical_and(finite, count > 0)
-        delta = tf.cond(keep, lambda: delta, lambda: [tf.zeros_like(d) for d in delta])
+        trained = [training.tf_variable(v).read_value() for v in weights.trainable_variables()]
+        delta, keep, finite = training.client_delta(trained, initial, count)
         outputs = training.zero_weight_outputs(model.report_local_outputs(), keep)
         extra = [("non_trainable", pack(weights.non_trainable, [
             training.tf_variable(v).read_value() for v in weights.non_trainable_variables()]))] \

@@ -73,6 +73,54 @@ def train(model, dataset, optimizer, use_model_step, rate=None, proximal_strengt
     return count
 
 
+def differences_finite(after, before):
+    """Whether every element of every `after[k] - before[k]` is finite (a boolean tensor), as
+    `tf.reduce_all` of `tf.math.is_finite` over the differences says, but in the common case
+    without computing the differences or reducing over them (XLA's reduction of a large tensor
+    is slow on CPU, and the differences would be written out on their own).
+
+    Instead each float32/float64 tensor is multiplied by a vector of alternating 8 and -8 (a
+    matrix-vector product: one vectorised read). If every result is finite, every element x is
+    finite with |x| < max/2: an infinity or a NaN survives any sum, and with |x| >= max/2,
+    8|x| exceeds any finite partial sum by over twice `max`, so adding 8x to it (rounded or
+    fused) overflows; the alternating signs leave no common factor for a compiler to take out
+    of the sum. Then every difference is below `max` in magnitude: finite. Otherwise (a value
+    not finite or that large, or a sum that overflowed) the differences are checked exactly, in
+    a branch the common case skips."""
+    import numpy as np
+    import tensorflow as tf
+    after, before = list(after), list(before)
+    if not after:
+        return tf.constant(True)
+
+    def exact():
+        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(a - b))
+                              for a, b in zip(after, before)])
+    tensors = after + before
+    if not all(t.shape.is_fully_defined() and t.dtype in (tf.float32, tf.float64)
+               for t in tensors):
+        return exact()  # other dtypes may be summed in a wider one
+    bounded = []
+    for t in tensors:
+        rows = tf.reshape(t, [-1, t.shape[-1]]) if t.shape.rank >= 2 else tf.reshape(t, [1, -1])
+        signs = np.resize(np.array([8, -8], t.dtype.as_numpy_dtype), (rows.shape[-1], 1))
+        bounded.append(tf.math.is_finite(tf.reduce_sum(tf.matmul(rows, signs))))
+    return tf.cond(tf.reduce_all(bounded), lambda: tf.constant(True), exact)
+
+
+def client_delta(trained, initial, count):
+    """`(delta, keep, finite)` of a client's training: `finite` says whether `trained -
+    initial` is finite, `keep` whether the client counts (finite, and it had examples);
+    `delta` is `trained - initial`, or zeros where it does not count. A select, not a
+    branch: compiled, it fuses with the subtraction into the weighted sum over clients, so
+    the delta is never written out on its own."""
+    import tensorflow as tf
+    finite = differences_finite(trained, initial)
+    keep = tf.logical_and(finite, count > 0)
+    return [tf.where(keep, t - i, tf.zeros([], t.dtype)) for t, i in zip(trained, initial)], \
+        keep, finite
+
+
 def gradient(model, dataset, variables):
     """The mean gradient of the loss with respect to `variables` over every example of
     `dataset` at the model's current weights (each batch's mean-loss gradient weighted by its
