@@ -299,6 +299,11 @@ def measure(mode, num_clients, examples, rounds, split):
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def _median_run(runs):
+    """The run with the median round time (its first round and memory with it)."""
+    return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[10, 100, 1000])
@@ -311,6 +316,10 @@ def main():
     parser.add_argument("--data-form", choices=("lists", "datasets"), default="lists",
                         help="fcore's modes get each client's batches as a list, or as a "
                              "batched tf.data.Dataset")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run the modes this many times, interleaved (each in a fresh "
+                             "process), and take each mode's median: the machine's drift "
+                             "then moves every mode alike")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # mode clients (internal)
     args = parser.parse_args()
     global DATA_FORM
@@ -322,18 +331,20 @@ def main():
     print(f"{'clients':>8} {'mode':>10} {'s/round':>9} {'x best TF':>10} {'x TF loop':>10} "
           f"{'first round s':>14} {'peak MB':>8}")
     for n in args.clients:
-        results = {}
-        for mode in args.modes:
-            command = [sys.executable, __file__, "--one", mode, str(n),
-                       "--rounds", str(args.rounds), "--split", args.split,
-                       "--data-form", args.data_form]
-            if args.examples:
-                command += ["--examples", str(args.examples)]
-            out = subprocess.run(command, capture_output=True, text=True)
-            if out.returncode:
-                print(f"{n:>8} {mode:>10} failed: {out.stderr.strip().splitlines()[-1]}")
-                continue
-            results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        runs = {}
+        for _ in range(args.repeat):
+            for mode in args.modes:
+                command = [sys.executable, __file__, "--one", mode, str(n),
+                           "--rounds", str(args.rounds), "--split", args.split,
+                           "--data-form", args.data_form]
+                if args.examples:
+                    command += ["--examples", str(args.examples)]
+                out = subprocess.run(command, capture_output=True, text=True)
+                if out.returncode:
+                    print(f"{n:>8} {mode:>10} failed: {out.stderr.strip().splitlines()[-1]}")
+                    continue
+                runs.setdefault(mode, []).append(json.loads(out.stdout.strip().splitlines()[-1]))
+        results = {mode: _median_run(found) for mode, found in runs.items()}
         best = min((r["seconds"] for m, r in results.items() if m.startswith("tf_")),
                    default=None)
         loop = results.get("tf_loop", {}).get("seconds")
