@@ -5,6 +5,10 @@ process (so peak memory is per run); the table prints ratios to the best pure-TF
 Modes:
   tf_xla     hand-written: the whole round (every client's local epoch and the weighted mean)
              as one XLA-compiled graph with a loop over clients
+  tf_xla_clip
+             tf_xla with the custom algorithm's clipping step: each client's delta clipped
+             to a global norm of 1e6 (`tf.clip_by_global_norm`), the same math as the
+             custom modes
   tf_loop    hand-written: a Python loop calling one compiled client update per client
   reference  fcore, the reference interpreter
   fast       fcore, the fast executor (the default)
@@ -87,7 +91,7 @@ def initial_weights():
     return model, [v.numpy() for v in model.trainable_variables]
 
 
-def pure_tf(clients, xla):
+def pure_tf(clients, xla, clip=False):
     """(run_round, description): hand-written FedAvg on raw weight tensors."""
     import numpy as np
     import tensorflow as tf
@@ -131,7 +135,10 @@ def pure_tf(clients, xla):
             def body(i, total, count):
                 new = local_epoch(w, xs[i], ys[i], ns[i])
                 n = tf.cast(ns[i], tf.float32)
-                return i + 1, [t + n * (a - b) for t, a, b in zip(total, new, w)], count + n
+                delta = [a - b for a, b in zip(new, w)]
+                if clip:
+                    delta = tf.clip_by_global_norm(delta, 1e6)[0]
+                return i + 1, [t + n * d for t, d in zip(total, delta)], count + n
             _, total, count = tf.while_loop(
                 lambda i, *_: i < tf.shape(ns)[0], body,
                 (tf.constant(0), [tf.zeros_like(a) for a in w], tf.constant(0.0)))
@@ -278,7 +285,7 @@ def collections_spec():
 def measure(mode, num_clients, examples, rounds, split):
     clients = client_arrays(num_clients, examples, split=split)
     if mode.startswith("tf_"):
-        run = pure_tf(clients, xla=mode == "tf_xla")
+        run = pure_tf(clients, xla=mode.startswith("tf_xla"), clip=mode == "tf_xla_clip")
     elif mode.startswith("algo_"):
         run = algorithm_round(clients, mode[len("algo_"):])
     elif mode.startswith("custom_"):

@@ -155,6 +155,9 @@ def _runtime_function(computation):
 # Tensors.
 
 def _to_tensor(value, type_spec, path):
+    if type(value) is np.ndarray and value.ndim and value.dtype == type_spec.dtype and \
+            value.dtype.kind != "O" and _shape_fits(value.shape, type_spec):
+        return value  # already what it becomes (the common case for client data): no checks
     original, value = value, _numpy(value)
     dst = type_spec.dtype
     name = dtypes.dtype_name(dst)
@@ -246,12 +249,15 @@ def _check_range(low, high, dst, fail):
                    f"[{info.min}, {info.max}]")
 
 
-def _check_shape(shape, type_spec, fail):
+def _shape_fits(shape, type_spec):
     expected = type_spec.shape
-    if expected is None:
-        return
-    if len(shape) != len(expected) or any(e is not None and e != s
-                                          for e, s in zip(expected, shape)):
+    return expected is None or len(shape) == len(expected) and all(
+        e is None or e == s for e, s in zip(expected, shape))
+
+
+def _check_shape(shape, type_spec, fail):
+    if not _shape_fits(shape, type_spec):
+        expected = type_spec.shape
         fits = f"the scalar type {type_spec}" if not expected else str(type_spec)
         raise fail(f"shape {shape} does not fit {fits}")
 
