@@ -657,6 +657,31 @@ def _has_intrinsics(node):
     return any(_has_intrinsics(c) for c in node.children())
 
 
+# Ops that XLA compiles to nothing: a loop whose leaves use them runs as a plain graph, where
+# a failed `tf.debugging.assert_*` stops the loop (its clients then run one by one, and the
+# error names the client), never a silently different result.
+_XLA_DROPS = frozenset({"Assert", "PrintV2", "Print"})
+
+
+def _checks(concrete, plan):
+    """Whether the loop's TF leaves contain ops XLA would drop (`_XLA_DROPS`); a function
+    whose graph cannot be read counts as having them."""
+    for function in [concrete] + [leaf._concrete for leaf in plan.post_leaves]:
+        # a traced function has a graph; one loaded from a SavedModel (on a Dask worker)
+        # has its traced variants
+        variants = [function] if hasattr(function, "graph") else \
+            list(getattr(function, "concrete_functions", None) or [])
+        if not variants:
+            return True
+        for variant in variants:
+            definition = variant.graph.as_graph_def()
+            ops = {node.op for node in definition.node} | {
+                node.op for f in definition.library.function for node in f.node_def}
+            if ops & _XLA_DROPS:
+                return True
+    return False
+
+
 class _GroupFunction:
     """The compiled loop over one group's clients."""
 
@@ -672,9 +697,10 @@ class _GroupFunction:
         if self.functions is None:
             # reduce_retracing: inputs of new sizes (more clients, longer columns) reuse a
             # graph with unknown dimensions instead of tracing one per size
+            jit = self.jit and not _checks(self.concrete, self.plan)
             self.functions = ([tf.function(self._loop, jit_compile=True, reduce_retracing=True,
                                           autograph=False)]
-                              if self.jit else []) + \
+                              if jit else []) + \
                 [tf.function(self._loop, reduce_retracing=True, autograph=False)]
             self.traced = list(self.functions)
         shared = [_tensor(s) if not isinstance(s, (list, Struct)) else s for s in shared]

@@ -261,3 +261,25 @@ def test_an_out_of_range_secure_sum_input_names_the_client_on_every_executor(cli
         messages.append(str(error.value))
     assert messages[0] == messages[1] == messages[2]
     assert "client 25" in messages[2]
+
+
+@fcore.tf_computation(TensorType(np.float32, [3]))
+def checked_log(values):
+    tf.debugging.assert_positive(values, message="values must be positive")
+    return tf.math.log(values)
+
+
+@fcore.federated_computation(FederatedType(TensorType(np.float32, [3]), CLIENTS))
+def mean_log(values):
+    return fcore.federated_mean(fcore.federated_map(checked_log, values))
+
+
+def test_a_failing_client_is_named_alike_on_every_executor(client):
+    values = [np.ones(3, np.float32)] * 17 + [-np.ones(3, np.float32)] * 8
+    messages = []
+    for context in ({"kind": "reference"}, {"kind": "fast"}, {"dask": client}):
+        with fcore.execution_context(**context), pytest.raises(fcore.ExecutionError) as error:
+            mean_log(values)
+        messages.append(str(error.value).splitlines()[0])
+    assert messages[0] == messages[1] == messages[2]
+    assert "client 17" in messages[2] and "checked_log" in messages[2]
