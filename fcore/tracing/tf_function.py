@@ -193,7 +193,9 @@ class SavedTFFunction(TFFunction):
         self._unrolled_functions = {}
 
     def _trace_unrolled(self, leaves, lengths):
-        return None  # no Python to trace: only the saved variants exist
+        # no Python to trace: only the saved variants exist. Without sequences the variant
+        # is the saved function itself, which takes the parameter's flat leaves too.
+        return self._concrete if not lengths else None
 
     def prepare_unrolled(self, lengths):
         pass

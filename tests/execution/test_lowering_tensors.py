@@ -365,3 +365,16 @@ def test_an_out_of_range_secure_sum_input_is_reported_as_the_reference_reports_i
         messages.append(str(error.value))
     assert messages[0] == messages[1]
     assert "client 29" in messages[1] and "outside [0, 255]" in messages[1]
+
+
+def test_a_loaded_computation_compiles_its_per_client_passes(leaf_calls):
+    """A leaf loaded from bytes (as Dask workers load the client program) has no Python to
+    trace; without sequences its saved function is the loop's leaf."""
+    from fcore import serialization
+    loaded = serialization.from_bytes(serialization.to_bytes(spread))
+    data, center = points(40, seed=21), points(1, seed=22)[0]
+    leaf_calls.clear()
+    assert_same(run("reference", spread, data, center), run("fast", loaded, data, center))
+    assert leaf_calls["sq_dist"] == 0
+    (leaf,) = loaded.leaves().values()
+    assert lowering.compiled_loops(leaf)
