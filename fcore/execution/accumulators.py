@@ -141,9 +141,9 @@ class Aggregate:
     """`federated_aggregate`: the server parts (zero, accumulate, report) come with the
     argument; only the client values stream."""
 
-    def __init__(self, fn_type, argument_type, zero, accumulate, report, merge=None):
+    def __init__(self, zero, accumulate, merge, report):
         self.accumulator = zero
-        self.accumulate, self.report, self.merge_fn = accumulate, report, merge
+        self.accumulate, self.merge_fn, self.report = accumulate, merge, report
 
     def add(self, member):
         self.accumulator = self.accumulate(Struct([(None, self.accumulator), (None, member)]))
@@ -255,7 +255,7 @@ _extremum("federated_max", np.maximum)
 def _aggregate(fn_type, server_argument):
     zero, accumulate, merge, report = server_argument
     impls.check_merge_identity(zero, merge)
-    return Aggregate(fn_type, fn_type.parameter, zero, accumulate, report, merge)
+    return Aggregate(zero, accumulate, merge, report)
 
 
 @_accumulator("federated_secure_sum")

@@ -136,10 +136,11 @@ class _Plan:
                 raise _NotLowerable()
             self._collect(node.argument.elements[1][1], local, pre)
             _check_in_graph(fn)  # a further TF leaf on tensors, or a lambda: called in the loop
-        # the TF leaves of the steps after the first leaf, and of the aggregations' functions
-        self.post_leaves = [n.argument.elements[0][1].computation for _, n in self.post
-                            if n.function.uri == "federated_map" and
-                            isinstance(n.argument.elements[0][1], nodes.TFLeaf)]
+        # the TF leaves the loop calls besides the first: those of the steps after it
+        # (directly or in a lambda) and of the aggregations' functions
+        self.post_leaves = [leaf.computation for _, n in self.post
+                            if n.function.uri == "federated_map"
+                            for leaf in _tf_leaves(n.argument.elements[0][1])]
         self.rules = [lookup(n.function.uri).rule("in_graph") for _, n in aggregates]
         for rule, (_, node) in zip(self.rules, aggregates):
             self.post_leaves += rule.functions(node)
@@ -251,7 +252,6 @@ class _Plan:
         return accs, kept, sorted(remaining)
 
     def _run_group(self, key, rows):
-        lengths = tuple(len(v) for (kind, v) in [(k[0], k[1]) for k in key] if kind == "seq")
         concrete = self.leaf._unrolled_for(self.param_leaves, rows[0])
         if concrete is None:
             return None
@@ -273,7 +273,7 @@ class _Plan:
                 layout.append(("shared", len(shared) - 1))
         for position in range(len(self.param_leaves), len(rows[0])):  # `inputs`, after
             stacked.append(_stacked([r[position] for r in rows], capacity))
-        cache_key = (key_ranks(key), self._text(), lengths)
+        cache_key = (key_ranks(key), self._text())
         cache = _cache_of(self.leaf)
         function = cache.get(cache_key)
         if function is None:
@@ -518,7 +518,7 @@ class _InGraphAggregate(_InGraphRule):
         return list(structure.leaves(self.zero))
 
     def add(self, function, totals, cursor, value):
-        width = len(structure.leaf_types(self._type(self.node)))
+        width = self.width(self.node)
         accumulator = tff._unflatten(self._type(self.node), totals[cursor:cursor + width],
                                      False, True)
         totals[cursor:cursor + width] = structure.leaves(
@@ -697,10 +697,11 @@ class _GroupFunction:
         if self.functions is None:
             # reduce_retracing: inputs of new sizes (more clients, longer columns) reuse a
             # graph with unknown dimensions instead of tracing one per size
-            jit = self.jit and not _checks(self.concrete, self.plan)
+            # (an instance attribute from here: `_weighted_add` picks its form by it)
+            self.jit = self.jit and not _checks(self.concrete, self.plan)
             self.functions = ([tf.function(self._loop, jit_compile=True, reduce_retracing=True,
                                           autograph=False)]
-                              if jit else []) + \
+                              if self.jit else []) + \
                 [tf.function(self._loop, reduce_retracing=True, autograph=False)]
             self.traced = list(self.functions)
         shared = [_tensor(s) if not isinstance(s, (list, Struct)) else s for s in shared]

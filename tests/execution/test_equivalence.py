@@ -192,13 +192,18 @@ def spread(points, center):
     return fcore.federated_mean(distances), fcore.federated_min(distances)
 
 
-@pytest.mark.parametrize("clients", [3, 30])
-def test_per_client_tensors(client, clients):
-    rng = np.random.default_rng(0)
+def points_and_center(clients, seed):
+    """Per-client points, a center, and each point's squared distance to it (NumPy)."""
+    rng = np.random.default_rng(seed)
     points = [rng.normal(size=4).astype(np.float32) for _ in range(clients)]
     center = np.ones(4, np.float32)
+    return points, center, ((np.stack(points) - center) ** 2).sum(1)
+
+
+@pytest.mark.parametrize("clients", [3, 30])
+def test_per_client_tensors(client, clients):
+    points, center, distances = points_and_center(clients, seed=0)
     results = on_every_executor(client, spread, points, center)
-    distances = ((np.stack(points) - center) ** 2).sum(1)
     for mean, smallest in results:
         np.testing.assert_allclose(mean, distances.mean(), rtol=1e-5)
         np.testing.assert_allclose(smallest, distances.min(), rtol=1e-5)
@@ -206,11 +211,8 @@ def test_per_client_tensors(client, clients):
 
 @pytest.mark.parametrize("clients", [4, 20])
 def test_a_tf_federated_aggregate_on_every_executor(client, clients):
-    rng = np.random.default_rng(clients)
-    points = [rng.normal(size=4).astype(np.float32) for _ in range(clients)]
-    center = np.ones(4, np.float32)
+    points, center, distances = points_and_center(clients, seed=clients)
     results = on_every_executor(client, farthest, points, center)
-    distances = ((np.stack(points) - center) ** 2).sum(1)
     for largest, total in results:
         np.testing.assert_allclose(largest, distances.max(), rtol=1e-6)
         np.testing.assert_allclose(total, distances.sum() + 1, rtol=1e-5)

@@ -378,3 +378,38 @@ def test_a_loaded_computation_compiles_its_per_client_passes(leaf_calls):
     assert leaf_calls["sq_dist"] == 0
     (leaf,) = loaded.leaves().values()
     assert lowering.compiled_loops(leaf)
+
+
+@fcore.tf_computation(TensorType(np.float32))
+def checked_sqrt(x):
+    tf.debugging.assert_less(x, np.float32(1e4), message="too far from the center")
+    return tf.sqrt(x)
+
+
+@fcore.federated_computation(FederatedType(VECTOR, CLIENTS), FederatedType(VECTOR, SERVER))
+def root_spread(points, center):
+    """A step after the leaf that is a lambda calling a TF leaf with an assertion."""
+    c = fcore.federated_broadcast(center)
+    distances = fcore.federated_map(sq_dist, fcore.federated_zip((points, c)))
+    roots = fcore.federated_map(
+        fcore.federated_computation(lambda d: checked_sqrt(d), TensorType(np.float32)),
+        distances)
+    return fcore.federated_mean(roots)
+
+
+def test_a_lambda_step_runs_in_the_loop_and_its_assertions_hold(leaf_calls):
+    data, center = points(40, seed=23), points(1, seed=24)[0]
+    leaf_calls.clear()
+    found = run("fast", root_spread, data, center)
+    assert_same(run("reference", root_spread, data, center), found)
+    assert leaf_calls["checked_sqrt"] == 0  # the lambda's leaf ran in the compiled loop
+    (loop,) = [loop for loop in lowering.compiled_loops(sq_dist.ir.computation)
+               if checked_sqrt.ir.computation in loop.plan.post_leaves]
+    assert not loop.jit  # XLA would drop the assertion: a plain graph
+    data[31] = data[31] + 10.0  # about 2e5 from the center: the assertion fails
+    messages = []
+    for kind in ("reference", "fast"):
+        with pytest.raises(fcore.ExecutionError) as error:
+            run(kind, root_spread, data, center)
+        messages.append(str(error.value).splitlines()[0])
+    assert messages[0] == messages[1] and "client 31" in messages[1]
