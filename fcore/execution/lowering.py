@@ -18,13 +18,14 @@ argument) are stacked the same way."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from types import SimpleNamespace
 
 import numpy as np
 
 from fcore import structure
-from fcore.execution import accumulators
+from fcore.execution import accumulators, padding
 from fcore.execution.cache import LRU
 from fcore.execution.errors import ExecutionError
 from fcore.execution.reference import Environment, Interpreter
@@ -83,6 +84,7 @@ def lower_pass(order, aggregates, materialise, once, count, member_of_call, memb
     groups = {}
     for index, row in enumerate(rows):
         groups.setdefault(plan.group_key(row), []).append(index)
+    groups = plan.merged(groups, rows)
     large = {key: indices for key, indices in groups.items()
              if key is not None and len(indices) >= MIN_GROUP}
     accs, kept, remaining = plan.run(large, rows, count, advance)
@@ -235,6 +237,42 @@ class _Plan:
                 key.append(("value", id(value), np.shape(value)))
         return tuple(key)
 
+    def merged(self, groups, rows):
+        """`groups` with those whose keys differ only in sizes that the sequence's element
+        type leaves unknown (`float32[?,784]`: batches of different sizes) merged into one,
+        keyed by the key with those sizes None, if the leaf computes correctly with them
+        padded (`padding.accepts_dynamic`): one compilation then serves them all."""
+        if self.sequence is None or not padding.available():
+            return groups
+        loose = {}
+        for key in groups:
+            if key is not None:
+                loose.setdefault(self._loose(key), []).append(key)
+        merged = dict(groups)
+        for loose_key, keys in loose.items():
+            if len(keys) < 2:
+                continue
+            indices = sorted(i for key in keys for i in groups[key])
+            concrete = self.leaf._unrolled_for(self.param_leaves, rows[indices[0]])
+            if concrete is None or not padding.accepts_dynamic(concrete):
+                continue
+            for key in keys:
+                del merged[key]
+            merged[loose_key] = indices
+        return merged
+
+    def _loose(self, key):
+        """`key` with the sequence's sizes that its element type leaves unknown as None."""
+        types = tff._leaves(self.param_leaves[self.sequence].element)
+
+        def loose(shape, type_):
+            if type_.shape is None or len(type_.shape) != len(shape):
+                return shape
+            return tuple(None if want is None else have for have, want in zip(shape, type_.shape))
+        batches = tuple(tuple(loose(shape, type_) for shape, type_ in zip(batch, types))
+                        for batch in key[self.sequence][1])
+        return key[:self.sequence] + (("seq", batches),) + key[self.sequence + 1:]
+
     def run(self, groups, rows, count, advance):
         accs = [accumulators.start(n.function.uri, n.function.type_signature, arguments)
                 for (_, n), arguments in zip(self.aggregates, self.server_arguments)]
@@ -259,11 +297,15 @@ class _Plan:
         capacity = _bucket(len(rows))
         for position, (value, type_) in enumerate(zip(rows[0], self.param_leaves)):
             if position == self.sequence:
-                width = len(tff._leaves(type_.element))
-                for j in range(len(value) * width):
-                    stacked.append(_aligned_concatenate(
-                        [np.asarray(tff._unrolled_input(r[position], type_)[j])[None]
-                         for r in rows], capacity))
+                flats = [tff._unrolled_input(r[position], type_) for r in rows]
+                for j in range(len(flats[0])):
+                    pieces = [np.asarray(flat[j]) for flat in flats]
+                    padded, dims, sizes = padding.padded_stack(pieces, capacity, _aligned_empty)
+                    if dims:  # sizes differ: padded, each client's sizes an input
+                        stacked += [padded, sizes]
+                        layout.append(("padded", len(stacked) - 2, dims, len(stacked) - 1))
+                        continue
+                    stacked.append(_aligned_concatenate([p[None] for p in pieces], capacity))
                     layout.append(("stacked", len(stacked) - 1))
             elif position in self.per_client:  # one [clients, ...] array
                 stacked.append(_stacked([r[position] for r in rows], capacity))
@@ -273,7 +315,8 @@ class _Plan:
                 layout.append(("shared", len(shared) - 1))
         for position in range(len(self.param_leaves), len(rows[0])):  # `inputs`, after
             stacked.append(_stacked([r[position] for r in rows], capacity))
-        cache_key = (key_ranks(key), self._text())
+        cache_key = (key_ranks(key), self._text(),
+                     tuple(entry[2] if entry[0] == "padded" else entry[0] for entry in layout))
         cache = _cache_of(self.leaf)
         function = cache.get(cache_key)
         if function is None:
@@ -641,14 +684,10 @@ def _stacked(values, capacity=None):
 
 
 def _bucket(count):
-    """The rows a group's stacked inputs get: `count` rounded up to 2**k or 1.5 * 2**k (at
-    least MIN_GROUP). XLA compiles a graph per input shape, so without this every new group
-    size (sampled clients change them every round) would compile the loop again; with it, a
-    few sizes serve every group. The padding rows are zeros the loop never reads."""
-    size = MIN_GROUP
-    while size < count:
-        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
-    return size
+    """The rows a group's stacked inputs get (`padding.bucket`, at least MIN_GROUP): without
+    it every new group size (sampled clients change them every round) would compile the loop
+    again. The padding rows are zeros the loop never reads."""
+    return padding.bucket(max(count, MIN_GROUP))
 
 
 def _has_intrinsics(node):
@@ -687,6 +726,10 @@ class _GroupFunction:
 
     def __init__(self, plan, concrete, layout):
         self.plan, self.concrete, self.layout = plan, concrete, layout
+        # the stacked inputs the leaf takes (the per-client `inputs` follow them)
+        self.used = 1 + max([entry[1] for entry in layout or () if entry[0] == "stacked"] +
+                            [entry[3] for entry in layout or () if entry[0] == "padded"],
+                            default=-1)
         self.functions = None
         self.traced = None  # every tf.function made (for compile counts)
 
@@ -699,10 +742,12 @@ class _GroupFunction:
             # graph with unknown dimensions instead of tracing one per size
             # (an instance attribute from here: `_weighted_add` picks its form by it)
             self.jit = self.jit and not _checks(self.concrete, self.plan)
-            self.functions = ([tf.function(self._loop, jit_compile=True, reduce_retracing=True,
-                                          autograph=False)]
+            self.functions = ([tf.function(functools.partial(self._loop, xla=True),
+                                           jit_compile=True, reduce_retracing=True,
+                                           autograph=False)]
                               if self.jit else []) + \
-                [tf.function(self._loop, reduce_retracing=True, autograph=False)]
+                [tf.function(functools.partial(self._loop, xla=False), reduce_retracing=True,
+                             autograph=False)]
             self.traced = list(self.functions)
         shared = [_tensor(s) if not isinstance(s, (list, Struct)) else s for s in shared]
         data = tf.nest.map_structure(_tensor, data)
@@ -737,16 +782,23 @@ class _GroupFunction:
 
     def _client_inputs(self, i, stacked, count):
         """The flat `inputs` of client `i` (in the graph): stacked after the leaf's own."""
-        used = sum(kind == "stacked" for kind, _ in self.layout)
-        return [column[i] for column in stacked[used:]]
+        return [column[i] for column in stacked[self.used:]]
 
-    def _client_outputs(self, i, shared, stacked, count):
-        """The leaf's outputs for client `i` (in the graph)."""
-        flat = [shared[index] if kind == "shared" else stacked[index][i]
-                for kind, index in self.layout]
+    def _client_outputs(self, i, shared, stacked, count, xla=False):
+        """The leaf's outputs for client `i` (in the graph): padded inputs at the client's
+        sizes (`padding.with_sizes`)."""
+        flat = []
+        for entry in self.layout:
+            if entry[0] == "shared":
+                flat.append(shared[entry[1]])
+            elif entry[0] == "stacked":
+                flat.append(stacked[entry[1]][i])
+            else:
+                _, index, dims, sizes = entry
+                flat.append(padding.with_sizes(stacked[index][i], dims, stacked[sizes][i], xla))
         return self.concrete(*flat)
 
-    def _loop(self, shared, *data):
+    def _loop(self, shared, *data, xla=False):
         import tensorflow as tf
         plan = self.plan
         count = self._count(*data)
@@ -774,7 +826,7 @@ class _GroupFunction:
         arrays = [tf.TensorArray(t.dtype, size=capacity) for types in kept_types for t in types]
 
         def body(i, totals, arrays):
-            outputs = self._client_outputs(i, shared, *data)
+            outputs = self._client_outputs(i, shared, *data, xla=xla)
             members = dict(extras)
             flat_inputs = self._client_inputs(i, *data)
             for key, node in plan.inputs:
@@ -864,7 +916,7 @@ class _RaggedFunction(_GroupFunction):
     def _client_inputs(self, i, branch, starts, sizes, columns, values):
         return [column[i] for column in values[len(self.per_client):]]
 
-    def _client_outputs(self, i, shared, branch, starts, sizes, columns, values):
+    def _client_outputs(self, i, shared, branch, starts, sizes, columns, values, xla=False):
         import tensorflow as tf
         plan = self.plan
 
@@ -908,16 +960,21 @@ def _tensor(value):
 _ALIGNMENT = 64
 
 
-def _aligned_concatenate(pieces, capacity=None):
-    """`np.concatenate(pieces)` into memory aligned for TensorFlow (so it can be shared),
-    followed by zero rows up to `capacity` rows if given."""
-    used = sum(len(p) for p in pieces)
-    shape = (max(used, capacity or 0),) + pieces[0].shape[1:]
-    dtype = np.result_type(*pieces)
+def _aligned_empty(shape, dtype):
+    """An uninitialised array in memory aligned for TensorFlow (so it can be shared)."""
+    dtype = np.dtype(dtype)
     size = int(np.prod(shape)) * dtype.itemsize
     buffer = np.empty(size + _ALIGNMENT, np.uint8)
     offset = -buffer.ctypes.data % _ALIGNMENT
-    out = buffer[offset:offset + size].view(dtype).reshape(shape)
+    return buffer[offset:offset + size].view(dtype).reshape(shape)
+
+
+def _aligned_concatenate(pieces, capacity=None):
+    """`np.concatenate(pieces)` into aligned memory (`_aligned_empty`), followed by zero
+    rows up to `capacity` rows if given."""
+    used = sum(len(p) for p in pieces)
+    shape = (max(used, capacity or 0),) + pieces[0].shape[1:]
+    out = _aligned_empty(shape, np.result_type(*pieces))
     np.concatenate(pieces, out=out[:used])
     out[used:] = 0
     return out

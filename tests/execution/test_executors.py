@@ -101,7 +101,9 @@ def test_clients_run_compiled_in_graphs_with_the_same_results():
     alike = [[collections.OrderedDict(x=rng.random((20, 784), dtype=np.float32),
                                       y=rng.integers(0, 10, 20).astype(np.int32))]
              for _ in range(lowering.MIN_GROUP + 2)]
-    data = alike + random_client_data(3, seed=4)  # and a few odd ones, sliced from ragged arrays
+    # and a few odd ones of two batches, sliced from ragged arrays
+    data = alike + [a + b for a, b in zip(random_client_data(3, seed=4),
+                                          random_client_data(3, seed=5))]
     (ref_state, ref_metrics), (fast_state, fast_metrics) = run_both(process.next, state, data)
     loops = [loop for leaf in process.next.leaves().values()
              for loop in lowering.compiled_loops(leaf)]
