@@ -721,6 +721,19 @@ def _checks(concrete, plan):
     return False
 
 
+def _constant_arguments(function, shared, data):
+    """Whether XLA takes some inputs of the loop as compile-time constants: their values
+    are then folded into the executable, which XLA compiles again for every new value (each
+    round), at about a second each. This happens when a shape a leaf computes depends on the
+    values of its inputs, or on tensors passed between nested `tf.function`s (a gradient
+    through a `tf.function` the leaf calls): the loop then runs as a plain graph. Seen in
+    the lowered HLO, whose entry takes one parameter per input that is not a constant."""
+    concrete = function.get_concrete_function(shared, *data, xla=True)
+    hlo = function.experimental_get_compiler_ir(shared, *data, xla=True)(stage="hlo")
+    entry = hlo[hlo.index("\nENTRY"):]
+    return entry.count(" parameter(") < len(concrete.inputs)
+
+
 class _GroupFunction:
     """The compiled loop over one group's clients."""
 
@@ -732,6 +745,7 @@ class _GroupFunction:
                             default=-1)
         self.functions = None
         self.traced = None  # every tf.function made (for compile counts)
+        self.checked = False  # whether XLA was checked to take every input as an argument
 
     jit = True  # alike shapes: XLA first, then a plain graph if XLA refuses
 
@@ -758,6 +772,10 @@ class _GroupFunction:
         while self.functions:
             function = self.functions[0]
             try:
+                if function is self.traced[0] and self.jit and not self.checked:
+                    self.checked = True
+                    if _constant_arguments(function, shared, data):
+                        raise _NotLowerable()  # XLA would compile again for each round
                 outputs = function(shared, *data)
                 break
             except Exception:  # noqa: BLE001 - XLA may refuse the graph: try without it

@@ -413,3 +413,37 @@ def test_a_lambda_step_runs_in_the_loop_and_its_assertions_hold(leaf_calls):
             run(kind, root_spread, data, center)
         messages.append(str(error.value).splitlines()[0])
     assert messages[0] == messages[1] and "client 31" in messages[1]
+
+
+def test_a_leaf_whose_shapes_depend_on_a_broadcast_value_runs_as_a_plain_graph(leaf_calls):
+    """XLA would take the broadcast value as a compile-time constant (a shape is computed
+    from it) and compile again for each new value, every round: the loop runs as a plain
+    graph instead, with the same results."""
+    @fcore.tf_computation(TensorType(np.float32, [3]), TensorType(np.int32))
+    def ones_for(x, k):
+        return tf.reduce_sum(tf.ones(tf.stack([k, 2]))) + x[1]
+
+    @fcore.federated_computation(FederatedType(TensorType(np.float32, [3]), CLIENTS),
+                                 FederatedType(TensorType(np.int32), SERVER))
+    def f(xs, k):
+        return fcore.federated_sum(fcore.federated_map(
+            ones_for, fcore.federated_zip((xs, fcore.federated_broadcast(k)))))
+
+    rng = np.random.default_rng(21)
+    data = [rng.normal(size=3).astype(np.float32) for _ in range(20)]
+    for k in (3, 5):
+        leaf_calls.clear()
+        np.testing.assert_allclose(run("fast", f, data, np.int32(k)),
+                                   sum(2 * k + x[1] for x in data), rtol=1e-5)
+        assert leaf_calls["ones_for"] == 0
+    (loop,) = lowering.compiled_loops(ones_for.ir.computation)
+    assert loop.checked and len(loop.functions) == 1  # XLA dropped, the plain graph kept
+    assert lowering._constant_arguments(loop.traced[0], [np.int32(3)], (
+        [lowering._stacked(data, 24)], np.int32(20)))
+
+
+def test_xla_takes_every_input_of_an_ordinary_loop_as_an_argument():
+    run("fast", spread, points(40, seed=22), points(1, seed=23)[0])
+    loops = lowering.compiled_loops(sq_dist.ir.computation)
+    assert loops and all(loop.checked and len(loop.functions) == 2  # XLA kept
+                         for loop in loops if loop.jit)
