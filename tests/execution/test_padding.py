@@ -303,3 +303,20 @@ def test_datasets_with_partial_last_batches_match_numpy(leaf_calls):
     found = run("fast", _round(sgd), W0, datasets)
     np.testing.assert_allclose(found, _oracle(W0, lists), rtol=1e-5, atol=1e-5)
     assert leaf_calls["sgd"] == 0
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    pytest.importorskip("distributed")
+    from support import local_cluster
+    yield from local_cluster()
+
+
+def test_partial_batches_on_dask_match_numpy(dask_client):
+    """The workers run the saved client program, whose loaded leaf pads the same way."""
+    data = _clients(40, seed=6)
+    with fcore.execution_context(dask=dask_client):
+        found = _round(sgd)(W0, data)
+    np.testing.assert_allclose(found, _oracle(W0, data), rtol=1e-5, atol=1e-5)
+    from fcore.execution import distributed as fcore_distributed
+    assert fcore_distributed.last_report["chunks"] >= 1  # the pass ran on the workers
