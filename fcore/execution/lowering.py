@@ -746,6 +746,7 @@ class _GroupFunction:
         self.functions = None
         self.traced = None  # every tf.function made (for compile counts)
         self.checked = False  # whether XLA was checked to take every input as an argument
+        self.ran = set()  # ids of the functions that ran at least once
 
     jit = True  # alike shapes: XLA first, then a plain graph if XLA refuses
 
@@ -777,8 +778,13 @@ class _GroupFunction:
                     if _constant_arguments(function, shared, data):
                         raise _NotLowerable()  # XLA would compile again for each round
                 outputs = function(shared, *data)
+                self.ran.add(id(function))
                 break
             except Exception:  # noqa: BLE001 - XLA may refuse the graph: try without it
+                if function is self.traced[-1] and id(function) in self.ran:
+                    # the plain graph, which ran before: these inputs failed (an assertion),
+                    # so this round's clients run one by one (naming the client); it stays
+                    return None
                 with _FALLBACK_LOCK:
                     if self.functions and self.functions[0] is function:
                         self.functions.pop(0)

@@ -170,17 +170,20 @@ BATCHES = SequenceType(collections.OrderedDict(x=TensorType(np.float32, [None, 3
                                                y=TensorType(np.float32, [None])))
 
 
+def _sgd_step(state, batch):
+    """One SGD step (learning rate 0.1) of a linear regression's mean squared error, and
+    the examples counted."""
+    w, n = state
+    error = tf.linalg.matvec(batch["x"], w) - batch["y"]
+    grad = 2 * tf.linalg.matvec(batch["x"], error, transpose_a=True) / tf.cast(
+        tf.shape(error)[0], tf.float32)
+    return w - 0.1 * grad, n + tf.cast(tf.shape(error)[0], tf.float32)
+
+
 @fcore.tf_computation(WEIGHTS, BATCHES)
 def sgd(w, batches):
-    """One SGD step (learning rate 0.1) per batch of a linear regression's mean squared
-    error; returns the final weights and the number of examples."""
-    def step(state, batch):
-        w, n = state
-        error = tf.linalg.matvec(batch["x"], w) - batch["y"]
-        grad = 2 * tf.linalg.matvec(batch["x"], error, transpose_a=True) / tf.cast(
-            tf.shape(error)[0], tf.float32)
-        return w - 0.1 * grad, n + tf.cast(tf.shape(error)[0], tf.float32)
-    return batches.reduce((w, tf.constant(0.0)), step)
+    """An SGD step per batch; returns the final weights and the number of examples."""
+    return batches.reduce((w, tf.constant(0.0)), _sgd_step)
 
 
 @fcore.tf_computation(WEIGHTS, BATCHES)
@@ -188,12 +191,8 @@ def sgd_checked(w, batches):
     """`sgd`, asserting that no batch is empty (XLA drops asserts: this loop runs as a plain
     graph, where padded batches are sliced)."""
     def step(state, batch):
-        w, n = state
         tf.debugging.assert_positive(tf.shape(batch["y"])[0], "a batch must not be empty")
-        error = tf.linalg.matvec(batch["x"], w) - batch["y"]
-        grad = 2 * tf.linalg.matvec(batch["x"], error, transpose_a=True) / tf.cast(
-            tf.shape(error)[0], tf.float32)
-        return w - 0.1 * grad, n + tf.cast(tf.shape(error)[0], tf.float32)
+        return _sgd_step(state, batch)
     return batches.reduce((w, tf.constant(0.0)), step)
 
 
