@@ -319,3 +319,85 @@ def test_partial_batches_on_dask_match_numpy(dask_client):
     np.testing.assert_allclose(found, _oracle(W0, data), rtol=1e-5, atol=1e-5)
     from fcore.execution import distributed as fcore_distributed
     assert fcore_distributed.last_report["chunks"] >= 1  # the pass ran on the workers
+
+
+# Generated leaves: a random chain of trusted ops per batch, summed over the client's batches,
+# on clients whose batches have random sizes; checked against the same chain in NumPy.
+
+_W = np.linspace(-1.0, 1.0, 12, dtype=np.float32).reshape(3, 4)
+
+
+def _np_softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+# (name, TF op on a [n, 4] batch -> [n, 4], NumPy twin)
+_ROW_OPS = [
+    ("relu", tf.nn.relu, lambda z: np.maximum(z, 0)),
+    ("tanh", tf.tanh, np.tanh),
+    ("softmax", tf.nn.softmax, _np_softmax),
+    ("centred", lambda z: z - tf.reduce_mean(z, 0), lambda z: z - z.mean(0)),
+    ("scaled_by_count", lambda z: z * tf.cast(tf.shape(z)[0], tf.float32),
+     lambda z: z * len(z)),
+    ("square", tf.square, np.square),
+]
+# (name, TF reduction of a [n, 4] batch -> [4], NumPy twin)
+_REDUCTIONS = [
+    ("sum", lambda z: tf.reduce_sum(z, 0), lambda z: z.sum(0)),
+    ("mean", lambda z: tf.reduce_mean(z, 0), lambda z: z.mean(0)),
+    ("max", lambda z: tf.reduce_max(z, 0), lambda z: z.max(0)),
+    ("min", lambda z: tf.reduce_min(z, 0), lambda z: z.min(0)),
+    ("gram", lambda z: tf.reduce_sum(tf.matmul(z, z, transpose_a=True), 0),
+     lambda z: (z.T @ z).sum(0)),
+]
+
+
+def _generated_round(chain, reduction):
+    batches = SequenceType(TensorType(np.float32, [None, 3]))
+
+    @fcore.tf_computation(batches)
+    def leaf(ds):
+        def add(total, x):
+            z = tf.matmul(x, _W)
+            for _, op, _ in chain:
+                z = op(z)
+            return total + reduction[1](z)
+        return ds.reduce(tf.zeros([4]), add)
+
+    def oracle(x):
+        z = x.astype(np.float64) @ _W.astype(np.float64)
+        for _, _, op in chain:
+            z = op(z)
+        return reduction[2](z)
+
+    comp = fcore.federated_computation(
+        lambda data: fcore.federated_sum(fcore.federated_map(leaf, data)),
+        FederatedType(batches, CLIENTS))
+    return comp, leaf, oracle
+
+
+def test_generated_leaves_on_padded_batches_match_numpy():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=25, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(chain=st.lists(st.sampled_from(_ROW_OPS), max_size=3),
+           reduction=st.sampled_from(_REDUCTIONS),
+           batches=st.integers(1, 3),
+           sizes=st.lists(st.integers(1, 7), min_size=8, max_size=14),
+           seed=st.integers(0, 2**16))
+    def check(chain, reduction, batches, sizes, seed):
+        comp, leaf, oracle = _generated_round(chain, reduction)
+        rng = np.random.default_rng(seed)
+        data = [[rng.normal(size=(7, 3)).astype(np.float32) for _ in range(batches - 1)] +
+                [rng.normal(size=(n, 3)).astype(np.float32)] for n in sizes]
+        want = sum(oracle(x) for client in data for x in client)
+        found = run("fast", comp, data)
+        np.testing.assert_allclose(found, want, rtol=2e-4, atol=2e-4,
+                                   err_msg=f"{[c[0] for c in chain]} then {reduction[0]}")
+        if len(set(sizes)) > 1:  # batches of different sizes: one padded loop
+            assert any(entry[0] == "padded" for loop in lowering.compiled_loops(leaf.ir.computation)
+                       for entry in loop.layout)
+    check()
