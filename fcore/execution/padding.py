@@ -8,10 +8,11 @@ to a common size, and inside the compiled loop each client's batch is marked wit
 size (XLA's bounded dynamic dimensions, as TensorFlow does for partial batches on TPUs).
 XLA's dynamic padder then computes every op as on the unpadded batch.
 
-The padder handles most ops but not all: a cumulative sum, a slice from the end or `unique`
-along a padded dimension give wrong results. So a leaf's clients are merged only when
-every op of its graph that takes a tensor of unknown size is one of `DYNAMIC_OPS`, each
-checked against eager TensorFlow on padded inputs (`tests/test_padding.py`); other leaves
+The padder handles most ops but not all: a cumulative sum, a slice from the end, `unique`
+or `tf.scan` along a padded dimension give wrong results. So a leaf's clients are merged
+only when every op of its graph that takes a tensor of unknown size is one of `DYNAMIC_OPS`
+(or a slice `CHECKED_OPS` accepts), each checked against eager TensorFlow on padded inputs
+(`tests/execution/test_padding.py`); other leaves
 compile per shape, as before. Outside XLA (a loop that runs as a plain graph) the batches
 are sliced to their sizes instead."""
 
