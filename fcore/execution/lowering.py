@@ -305,7 +305,7 @@ class _Plan:
                         stacked += [padded, sizes]
                         layout.append(("padded", len(stacked) - 2, dims, len(stacked) - 1))
                         continue
-                    stacked.append(_aligned_concatenate([p[None] for p in pieces], capacity))
+                    stacked.append(_stacked(pieces, capacity))
                     layout.append(("stacked", len(stacked) - 1))
             elif position in self.per_client:  # one [clients, ...] array
                 stacked.append(_stacked([r[position] for r in rows], capacity))
@@ -746,7 +746,7 @@ class _GroupFunction:
         self.functions = None
         self.traced = None  # every tf.function made (for compile counts)
         self.checked = False  # whether XLA was checked to take every input as an argument
-        self.ran = set()  # ids of the functions that ran at least once
+        self.plain_ran = False  # whether the plain graph ran at least once
 
     jit = True  # alike shapes: XLA first, then a plain graph if XLA refuses
 
@@ -772,25 +772,31 @@ class _GroupFunction:
     def _call(self, shared, data):
         while self.functions:
             function = self.functions[0]
+            plain = function is self.traced[-1]
             try:
-                if function is self.traced[0] and self.jit and not self.checked:
+                if not plain and not self.checked:
                     self.checked = True
                     if _constant_arguments(function, shared, data):
-                        raise _NotLowerable()  # XLA would compile again for each round
+                        self._drop(function)  # XLA would compile again for each round
+                        continue
                 outputs = function(shared, *data)
-                self.ran.add(id(function))
+                self.plain_ran = self.plain_ran or plain
                 break
             except Exception:  # noqa: BLE001 - XLA may refuse the graph: try without it
-                if function is self.traced[-1] and id(function) in self.ran:
+                if plain and self.plain_ran:
                     # the plain graph, which ran before: these inputs failed (an assertion),
                     # so this round's clients run one by one (naming the client); it stays
                     return None
-                with _FALLBACK_LOCK:
-                    if self.functions and self.functions[0] is function:
-                        self.functions.pop(0)
+                self._drop(function)
         else:
             return None
         return self._unpack(outputs, self._size(*data))
+
+    def _drop(self, function):
+        """Stops using `function` (XLA's, then the plain graph's) for this loop."""
+        with _FALLBACK_LOCK:
+            if self.functions and self.functions[0] is function:
+                self.functions.pop(0)
 
     def _size(self, stacked, count):
         return int(count)

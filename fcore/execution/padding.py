@@ -18,6 +18,8 @@ are sliced to their sizes instead."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 _ALL = None  # every input may have dynamic dimensions
@@ -150,6 +152,7 @@ def with_sizes(value, dims, sizes, xla):
     return tf.slice(value, tf.zeros([len(extent)], tf.int32), tf.stack(extent))
 
 
+@functools.cache
 def available():
     """Whether this TensorFlow has XLA's dynamic dimensions."""
     try:

@@ -451,5 +451,7 @@ def test_a_leaf_whose_shapes_depend_on_a_broadcast_value_runs_as_a_plain_graph(l
 def test_xla_takes_every_input_of_an_ordinary_loop_as_an_argument():
     run("fast", spread, points(40, seed=22), points(1, seed=23)[0])
     loops = lowering.compiled_loops(sq_dist.ir.computation)
+    jitted = [loop for loop in loops if loop.jit]
+    assert jitted
     assert loops and all(loop.checked and len(loop.functions) == 2  # XLA kept
                          for loop in loops if loop.jit)
