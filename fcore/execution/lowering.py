@@ -88,6 +88,14 @@ def lower_pass(order, aggregates, materialise, once, count, member_of_call, memb
     large = {key: indices for key, indices in groups.items()
              if key is not None and len(indices) >= MIN_GROUP}
     accs, kept, remaining = plan.run(large, rows, count, advance)
+    if remaining and plan.sequence is not None:
+        results = run_looped(plan, remaining, rows)
+        if results is not None and _merged(accs, results[0]):
+            ran = results[2]
+            for name, values in results[1].items():
+                kept[name].update(zip(ran, values))
+            advance(len(ran))
+            remaining = [i for i in remaining if i not in set(ran)]
     if len(remaining) >= 2 and plan.sequence is not None:
         results = run_ragged(plan, remaining, rows)
         if results is not None and _merged(accs, results[0]):
@@ -1085,6 +1093,146 @@ def run_ragged(plan, indices, rows):
     columns = [_aligned_concatenate(p) for p in pieces]
     branch = np.array([lengths.index(len(rows[i][sequence])) for i in indices], np.int32)
     return function(shared + plan.extra_inputs(), branch, starts, sizes, columns, values)
+
+
+class _LoopedFunction(_GroupFunction):
+    """A loop over clients whose sequences differ in their number of batches, calling the
+    leaf's looped variant (`TFFunction.looped_variant`), traced once for any number: the
+    clients' batches are rows of one padded column per element leaf, each client's full
+    batches run in a graph loop, and its partial last batch at its sizes (XLA's dynamic
+    dimensions, or a slice in a plain graph). XLA compiles it once per bucket of rows and
+    clients (`padding.bucket`), so rounds with new numbers of batches reuse it."""
+
+    def __init__(self, plan, padded, per_client):
+        self.plan, self.padded, self.per_client = plan, padded, per_client
+        self.variants = {}
+        super().__init__(plan, self._variant(True), None)
+
+    def _variant(self, xla):
+        if xla not in self.variants:
+            self.variants[xla] = self.plan.leaf.looped_variant(
+                self.padded, functools.partial(padding.with_sizes, xla=xla),
+                "xla" if xla else "slice")
+        return self.variants[xla]
+
+    def _size(self, columns, meta, sizes, values, count):
+        return int(count)
+
+    def _count(self, columns, meta, sizes, values, count):
+        return count
+
+    def _capacity(self, columns, meta, sizes, values, count):
+        import tensorflow as tf
+        return tf.shape(meta)[0]
+
+    def _client_inputs(self, i, columns, meta, sizes, values, count):
+        return [column[i] for column in values[len(self.per_client):]]
+
+    def _client_outputs(self, i, shared, columns, meta, sizes, values, count, xla=False):
+        concrete = self._variant(xla)
+        if concrete is None:
+            raise TypeError("the leaf has no looped variant without XLA")
+        flat, cursor, stacked = [], 0, 0
+        for position in range(len(self.plan.param_leaves)):
+            if position == self.plan.sequence:
+                flat += list(columns) + [meta[i, 0], meta[i, 1], meta[i, 2]] + \
+                    [size[i] for size in sizes]
+            elif position in self.per_client:
+                flat.append(values[stacked][i])
+                stacked += 1
+            else:
+                flat.append(shared[cursor])
+                cursor += 1
+        return concrete(*flat)
+
+
+def run_looped(plan, indices, rows):
+    """Runs the clients of `indices` whose batches all have one padded shape but their last
+    (which may be smaller along the dimensions its type leaves unknown) in one compiled loop
+    (`_LoopedFunction`); returns `(partial accumulators, kept rows, the indices it ran)`,
+    or None."""
+    sequence = plan.sequence
+    if sequence is None or not padding.available():
+        return None
+    types = tff._leaves(plan.param_leaves[sequence].element)
+    if any(not isinstance(t, core.TensorType) or t.shape is None for t in types):
+        return None
+    per_client = _per_client_positions(plan, [rows[i] for i in indices])
+    batches = {}  # client index -> its batches, each a list of arrays (one per leaf)
+    for i in indices:
+        sequence_value = rows[i][sequence]
+        if not isinstance(sequence_value, list):
+            continue  # a dataset of unknown or great length: client by client
+        elements = [[np.asarray(leaf) for leaf in tff._flatten(
+            plan.param_leaves[sequence].element, element)] for element in sequence_value]
+        if all(leaf.dtype == t.dtype and leaf.ndim == len(t.shape) and
+               all(want is None or want == have for have, want in zip(leaf.shape, t.shape))
+               for element in elements for leaf, t in zip(element, types)):
+            batches[i] = elements
+    shapes = [element for elements in batches.values() for element in elements]
+    if not shapes:
+        return None
+    padded = tuple(tuple(max(element[e].shape[d] for element in shapes)
+                         for d in range(len(t.shape))) for e, t in enumerate(types))
+
+    def full(element):
+        return all(leaf.shape == shape for leaf, shape in zip(element, padded))
+    chosen = [i for i in indices if i in batches and all(full(e) for e in batches[i][:-1])]
+    if len(chosen) < MIN_GROUP:  # a compilation serves rounds of many clients, not a few
+        return None
+    partial = any(not full(batches[i][-1]) for i in chosen if batches[i])
+    if partial:  # the leaf must compute on a partial batch as on the unpadded one
+        sample = list(rows[chosen[0]])
+        sample[sequence] = [None]  # the variant for one batch, of unknown sizes
+        concrete = plan.leaf._unrolled_for(plan.param_leaves, sample)
+        if concrete is None or not padding.accepts_dynamic(concrete):
+            return None
+    values = []
+    for position, type_ in enumerate(plan.param_leaves):
+        if position in per_client:
+            specs = {_stackable(rows[i][position], type_) for i in chosen}
+            if None in specs or len(specs) != 1:
+                return None
+            values.append(_stacked([rows[i][position] for i in chosen], _bucket(len(chosen))))
+    for position, type_ in enumerate(plan.input_types, len(plan.param_leaves)):
+        specs = {_stackable(rows[i][position], type_) for i in chosen}
+        if None in specs or len(specs) != 1:
+            return None
+        values.append(_stacked([rows[i][position] for i in chosen], _bucket(len(chosen))))
+    cache = _cache_of(plan.leaf)
+    cache_key = ("looped", plan._text(), padded, tuple(sorted(per_client)))
+    function = cache.get(cache_key)
+    if function is None:
+        function = cache[cache_key] = _LoopedFunction(plan, padded, per_client)
+    if function.concrete is None:
+        return None  # the leaf's code needs a list or a real dataset
+    dims = [tuple(d for d, size in enumerate(t.shape) if size is None) for t in types]
+    total = sum(len(batches[i]) for i in chosen)
+    columns = [_aligned_empty((padding.bucket(total),) + shape, t.dtype)
+               for shape, t in zip(padded, types)]
+    for column in columns:
+        column[...] = 0
+    meta = np.zeros((_bucket(len(chosen)), 3), np.int32)
+    sizes = [np.zeros((len(meta), len(d)), np.int32) for d in dims]
+    row = 0
+    for c, i in enumerate(chosen):
+        elements = batches[i]
+        last = int(bool(elements) and not full(elements[-1]))
+        meta[c] = (row, len(elements) - last, last)
+        for element in elements:
+            for column, leaf in zip(columns, element):
+                column[(row,) + tuple(slice(0, n) for n in leaf.shape)] = leaf
+            row += 1
+        if last:
+            for e, d in enumerate(dims):
+                sizes[e][c] = [elements[-1][e].shape[k] for k in d]
+    shared = [rows[chosen[0]][position] for position in range(len(plan.param_leaves))
+              if position != sequence and position not in per_client]
+    results = function(shared + plan.extra_inputs(), columns, meta, sizes, values,
+                       np.int32(len(chosen)))
+    if results is None:
+        return None
+    return results[0], results[1], chosen
 
 
 class _GraphInterpreter(Interpreter):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import inspect
 import threading
 import weakref
@@ -50,6 +51,7 @@ class TFFunction:
         self.type_signature = core.FunctionType(parameter_type, self._result_type)
         self._unrolled = {}  # sequence lengths -> concrete function (or None if it failed)
         self._unrolled_functions = {}  # sequence lengths -> its tf.function (for saving)
+        self._looped = {}  # (padded shapes, key) -> looped concrete function (or None)
 
     def run(self, value, unroll=False):
         """Runs on a runtime value of the parameter type; returns a runtime value.
@@ -163,6 +165,64 @@ class TFFunction:
             if length <= MAX_UNROLL and (length,) not in self._unrolled:
                 self._unrolled[(length,)] = self._trace_unrolled(leaves, (length,))
 
+    def looped_variant(self, padded, resize, key):
+        """The variant of a leaf whose one sequence parameter is given as columns of batches,
+        traced once for any number of batches (`LoopedSequence`): in place of the sequence it
+        takes, per element leaf, a `[batches, *padded]` tensor, then the client's first batch,
+        its number of full batches (of the `padded` shape) and whether a partial last batch
+        follows (int32 scalars), then per element leaf the last batch's sizes along the
+        dimensions its type leaves unknown. `resize(tensor, dims, sizes)` gives the partial
+        batch at its sizes; `key` names `resize` (XLA's dynamic dimensions or a slice).
+        None when the leaf's code cannot run on it (it then runs unrolled)."""
+        if (padded, key) not in self._looped:
+            self._looped[(padded, key)] = self._trace_looped(padded, resize)
+        return self._looped[(padded, key)]
+
+    def _trace_looped(self, padded, resize):
+        import tensorflow as tf
+        leaves = [] if self.parameter_type is None else _leaves(self.parameter_type)
+        sequences = [t for t in leaves if isinstance(t, core.SequenceType)]
+        if len(sequences) != 1 or not _for_loop_registered():
+            return None
+        element = _leaves(sequences[0].element)
+        if any(not isinstance(e, core.TensorType) or e.shape is None or
+               len(e.shape) != len(p) for e, p in zip(element, padded)):
+            return None
+        dims = [tuple(d for d, size in enumerate(e.shape) if size is None) for e in element]
+        specs = []
+        for t in leaves:
+            if isinstance(t, core.SequenceType):
+                specs += [tf.TensorSpec((None,) + tuple(p), _spec(e).dtype)
+                          for e, p in zip(element, padded)]
+                specs += [tf.TensorSpec([], tf.int32)] * 3
+                specs += [tf.TensorSpec([len(d)], tf.int32) for d in dims]
+            else:
+                specs.append(_spec(t))
+        parameter_type, fn = self.parameter_type, self._fn
+
+        def traced(*flat):
+            flat, leaf_values = list(flat), []
+            for t in leaves:
+                if not isinstance(t, core.SequenceType):
+                    leaf_values.append(flat.pop(0))
+                    continue
+                columns = [flat.pop(0) for _ in element]
+                start, full, last = flat.pop(0), flat.pop(0), flat.pop(0)
+                sizes = [flat.pop(0) for _ in element]
+                leaf_values.append(LoopedSequence(
+                    t.element, columns, start, full, last,
+                    functools.partial(_partial_batch, resize, dims, sizes)))
+            argument = _unflatten(parameter_type, leaf_values, for_python=True)
+            result = _to_tensors(_call_python(fn, parameter_type, argument), tf)
+            if _type_of(result) != self.type_signature.result:
+                raise TypeError("the looped variant has another result type")
+            return list(_flatten_output(result))
+        function = tf.function(traced, input_signature=specs, autograph=True)
+        try:
+            return function.get_concrete_function()
+        except Exception:  # noqa: BLE001 - code that needs a real dataset or a list
+            return None
+
     def unrolled_variants(self):
         """`{lengths: tf.function}` of the unrolled variants traced so far."""
         return dict(self._unrolled_functions)
@@ -199,6 +259,9 @@ class SavedTFFunction(TFFunction):
 
     def prepare_unrolled(self, lengths):
         pass
+
+    def looped_variant(self, padded, resize, key):
+        return None  # no Python to trace
 
     def captured_variables(self):
         return list(getattr(self._keep_alive, "captured", []))
@@ -338,6 +401,173 @@ class UnrolledSequence(list):
         if self._element_type is None:
             raise AttributeError("element_spec is not known after map")
         return element_spec(self._element_type)
+
+
+class LoopedSequence:
+    """A sequence of any length, in the looped variant of a TF leaf
+    (`TFFunction.looped_variant`): the client's batches are the rows `start, start + 1, ...`
+    of `columns`, first `full` batches of the padded shape, then `last` (0 or 1) partial
+    batch, which `partial(leaves)` gives at its sizes. What code written for a
+    `tf.data.Dataset` does with it (`for` through AutoGraph, `reduce`, `map`, `take`,
+    `skip`, `enumerate`, `cardinality`, `element_spec`) becomes graph loops, with no
+    `tf.data` pipeline, so one trace serves every number of batches. Anything else fails
+    the trace, and the leaf then runs unrolled, with the same results."""
+
+    def __init__(self, element_type, columns, start, full, last, partial, offset=0,
+                 transforms=()):
+        self._element_type, self._columns, self._partial = element_type, columns, partial
+        self._start, self._full, self._last = start, full, last
+        self._offset = offset  # the index of this sequence's first element in the original
+        # (function (index, element) -> element, offset when added): map, enumerate
+        self._transforms = tuple(transforms)
+
+    def _with(self, **changes):
+        fields = dict(element_type=self._element_type, columns=self._columns,
+                      start=self._start, full=self._full, last=self._last,
+                      partial=self._partial, offset=self._offset,
+                      transforms=self._transforms)
+        fields.update(changes)
+        return LoopedSequence(**fields)
+
+    def _element(self, j, partial):
+        """The `j`-th element (a tensor), a full batch or the partial last one."""
+        import tensorflow as tf
+        leaves = [tf.gather(column, self._start + j) for column in self._columns]
+        if partial:
+            leaves = self._partial(leaves)
+        value = _to_nest(self._element_type, _unflatten(
+            self._element_type, leaves, for_python=False, keep_tensors=True))
+        for transform, base in self._transforms:  # indices count from where it was added
+            value = transform(self._offset + j - base, value)
+        return value
+
+    def _loops(self):
+        """`(count, partial)` of the two loops that visit the elements: the full batches,
+        then the partial last batch (if any), at index `self._full`."""
+        return (self._full, False), (self._last, True)
+
+    def reduce(self, initial_state, reduce_func):
+        import tensorflow as tf
+        state = tf.nest.map_structure(tf.convert_to_tensor, initial_state)
+        for (count, partial), base in zip(self._loops(), (0, self._full)):
+            def body(j, flat, base=base, partial=partial):
+                new = reduce_func(tf.nest.pack_sequence_as(state, flat),
+                                  self._element(base + j, partial))
+                tf.nest.assert_same_structure(state, new)
+                return j + 1, tf.nest.flatten(tf.nest.map_structure(tf.convert_to_tensor, new))
+            _, flat = tf.while_loop(lambda j, _: j < count, body,
+                                    (tf.constant(0), tf.nest.flatten(state)))
+            state = tf.nest.pack_sequence_as(state, flat)
+        return state
+
+    def map(self, map_func, *args, **kwargs):
+        def apply(index, element):
+            return map_func(*element) if isinstance(element, tuple) else map_func(element)
+        return self._with(transforms=self._transforms + ((apply, self._offset),))
+
+    def enumerate(self, start=0):
+        import tensorflow as tf
+
+        def numbered(index, element):
+            return tf.cast(index, tf.int64) + start, element
+        return self._with(transforms=self._transforms + ((numbered, self._offset),))
+
+    def take(self, count):
+        import tensorflow as tf
+        count = self._count(count)
+        return self._with(full=tf.minimum(self._full, count),
+                          last=tf.where(count > self._full, self._last, 0))
+
+    def skip(self, count):
+        import tensorflow as tf
+        count = self._count(count)
+        skipped = tf.minimum(count, self._full)
+        return self._with(start=self._start + skipped, full=self._full - skipped,
+                          last=tf.where(count > self._full, 0, self._last),
+                          offset=self._offset + skipped)
+
+    def _count(self, count):
+        """A take or skip count as an int32 tensor; a negative one means all."""
+        import tensorflow as tf
+        count = tf.cast(count, tf.int32)
+        return tf.where(count < 0, self._full + self._last, count)
+
+    def cardinality(self):
+        import tensorflow as tf
+        return tf.cast(self._full + self._last, tf.int64)
+
+    @property
+    def element_spec(self):
+        if self._transforms:
+            raise AttributeError("element_spec is not known after map or enumerate")
+        return element_spec(self._element_type)
+
+    def __iter__(self):
+        raise TypeError("a looped sequence is iterated by AutoGraph's `for` or `reduce`")
+
+    def __len__(self):
+        raise TypeError("a looped sequence has no Python length")
+
+
+def _looped_for(sequence, extra_test, body, get_state, set_state, symbol_names, opts):
+    """AutoGraph's `for` over a `LoopedSequence`: two graph loops over the same body, one over
+    the full batches and one over the partial last batch (0 or 1 times)."""
+    for (count, partial), base in zip(sequence._loops(), (0, sequence._full)):
+        _visit(sequence, count, partial, base, extra_test, body, get_state, set_state,
+               symbol_names, opts)
+
+
+def _visit(sequence, count, partial, base, extra_test, body, get_state, set_state,
+           symbol_names, opts):
+    """One graph loop of `_looped_for`, AutoGraph's `while` with the index as a loop variable
+    (not `for` over `tf.range(count)`, whose range op XLA compiles only for a constant
+    count)."""
+    import tensorflow as tf
+    from tensorflow.python.autograph.operators import control_flow
+    j = tf.constant(0)
+
+    def state():
+        return (j,) + tuple(get_state())
+
+    def restore(values):
+        nonlocal j
+        j, *rest = values
+        set_state(rest)
+
+    def step():
+        nonlocal j
+        body(sequence._element(base + j, partial))
+        j += 1
+
+    def test():
+        more = j < count
+        return more if extra_test is None else tf.cond(more, extra_test, lambda: False)
+    control_flow.while_stmt(test, step, state, restore,
+                            ("<looped batch index>",) + tuple(symbol_names), opts)
+
+
+@functools.cache
+def _for_loop_registered():
+    """Whether AutoGraph sends `for` loops over a `LoopedSequence` to `_looped_for`."""
+    try:
+        from tensorflow.python.autograph.operators import control_flow
+        control_flow.for_loop_registry.register(LoopedSequence, _looped_for)
+    except (ImportError, AttributeError):
+        return False
+    return True
+
+
+def _partial_batch(resize, dims, sizes, leaves):
+    """A client's partial last batch: each element leaf at its sizes along `dims` (of
+    unknown size in the graph, whatever `resize` says of them)."""
+    out = []
+    for leaf, d, s in zip(leaves, dims, sizes):
+        if d:
+            shape = [None if k in d else n for k, n in enumerate(leaf.shape.as_list())]
+            leaf = resize(leaf, d, s)
+            leaf.set_shape(shape)
+        out.append(leaf)
+    return out
 
 
 def _static_count(count, length):
