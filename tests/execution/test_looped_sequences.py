@@ -156,3 +156,34 @@ def test_generated_clients_match_numpy(body):
     check()
     looped = list(leaf.ir.computation._looped.values())
     assert any(v is not None for v in looped) == (body is not last_after_loop)
+
+
+@fcore.tf_computation(WEIGHTS, BATCHES)
+def checked_train(weights, dataset):
+    """`train` with an assertion: XLA would drop it, so its loop runs as a plain graph."""
+    w = tf.identity(weights)
+    for batch in dataset:
+        tf.debugging.assert_less(tf.reduce_max(tf.abs(batch)), 100.0)
+        w = w - 0.1 * 2 * tf.reduce_mean(w - batch, 0)
+    return w - weights
+
+
+@fcore.federated_computation(fcore.FederatedType(WEIGHTS, fcore.SERVER),
+                             fcore.FederatedType(BATCHES, CLIENTS))
+def checked_round(weights, data):
+    return fcore.federated_mean(
+        fcore.federated_map(checked_train, (fcore.federated_broadcast(weights), data)))
+
+
+def test_a_looped_loop_that_asserts_runs_as_a_plain_graph_and_names_the_client():
+    weights = np.array([0.5, -0.5, 1.0], np.float32)
+    data = clients([1, 5, 9, 14, 23, 3, 30, 7, 12])
+    want = np.mean([numpy_round(weights, [c]) for c in data], 0)
+    np.testing.assert_allclose(run("fast", checked_round, weights, data), want,
+                               rtol=1e-5, atol=1e-6)
+    [loop] = lowering.compiled_loops(checked_train.ir.computation)
+    assert type(loop).__name__ == "_LoopedFunction" and not loop.jit and loop.plain_ran
+    data[6][5][2, 1] = 1e3  # client 6's sixth batch fails the assertion
+    for kind in ("reference", "fast"):
+        with pytest.raises(fcore.ExecutionError, match="'checked_train' failed on client 6"):
+            run(kind, checked_round, weights, data)
