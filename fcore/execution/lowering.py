@@ -14,7 +14,12 @@ object at every client, passed to the loop once), and per-client tensors (a clie
 array, or a struct of them: stacked across the group into one `[clients, ...]` array per
 position, grouped by shape and dtype, not by identity). Per-client values from outside the
 loop that the steps after the leaf or the aggregations take (a client's weight from the
-argument) are stacked the same way."""
+argument) are stacked the same way.
+
+Clients left over, whose sequences differ in their number of batches, run in one loop over
+the leaf's looped variant, traced once for any number (`run_looped`, at least MIN_GROUP of
+them), and the rest of unequal shapes in one plain graph of unrolled variants
+(`run_ragged`)."""
 
 from __future__ import annotations
 
@@ -960,23 +965,14 @@ class _RaggedFunction(_GroupFunction):
 
         def call(lengths, concrete):
             def run():
-                flat, batch_leaves = [], []
+                batch_leaves = []
                 for j in range(lengths):
                     for e in range(self.width):
                         start, size = starts[e][i, j], sizes[e][i, j]
                         batch_leaves.append(tf.slice(columns[e], _begin(start, columns[e]),
                                                      _extent(size, columns[e])))
-                cursor = stacked = 0
-                for position in range(len(plan.param_leaves)):
-                    if position == plan.sequence:
-                        flat.extend(batch_leaves)
-                    elif position in self.per_client:
-                        flat.append(values[stacked][i])
-                        stacked += 1
-                    else:
-                        flat.append(shared[cursor])
-                        cursor += 1
-                return list(concrete(*flat))
+                return list(concrete(*_client_flat(plan, self.per_client, i, shared, values,
+                                                   batch_leaves)))
             return run
         return tf.switch_case(branch[i], [call(k, c) for k, c in self.concretes])
 
@@ -1132,18 +1128,26 @@ class _LoopedFunction(_GroupFunction):
         concrete = self._variant(xla)
         if concrete is None:
             raise TypeError("the leaf has no looped variant without XLA")
-        flat, cursor, stacked = [], 0, 0
-        for position in range(len(self.plan.param_leaves)):
-            if position == self.plan.sequence:
-                flat += list(columns) + [meta[i, 0], meta[i, 1], meta[i, 2]] + \
-                    [size[i] for size in sizes]
-            elif position in self.per_client:
-                flat.append(values[stacked][i])
-                stacked += 1
-            else:
-                flat.append(shared[cursor])
-                cursor += 1
-        return concrete(*flat)
+        sequence = list(columns) + [meta[i, 0], meta[i, 1], meta[i, 2]] + \
+            [size[i] for size in sizes]
+        return concrete(*_client_flat(self.plan, self.per_client, i, shared, values, sequence))
+
+
+def _client_flat(plan, per_client, i, shared, values, sequence):
+    """The leaf's flat inputs for client `i` (in the graph): the tensors `sequence` in place
+    of its sequence, its per-client tensors (`per_client` positions) from the stacked
+    `values`, the others from `shared`."""
+    flat, cursor, stacked = [], 0, 0
+    for position in range(len(plan.param_leaves)):
+        if position == plan.sequence:
+            flat += sequence
+        elif position in per_client:
+            flat.append(values[stacked][i])
+            stacked += 1
+        else:
+            flat.append(shared[cursor])
+            cursor += 1
+    return flat
 
 
 def run_looped(plan, indices, rows):

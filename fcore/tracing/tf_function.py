@@ -131,7 +131,6 @@ class TFFunction:
             else:
                 specs.append(_spec(t))
                 shapes.append((t, None, 1))
-        parameter_type, fn = self.parameter_type, self._fn
 
         def traced(*flat):
             flat, leaf_values = list(flat), []
@@ -142,11 +141,7 @@ class TFFunction:
                     leaf_values.append(UnrolledSequence([_to_nest(t.element, _unflatten(
                         t.element, [flat.pop(0) for _ in range(width)], for_python=False,
                         keep_tensors=True)) for _ in range(count)], t.element))
-            argument = _unflatten(parameter_type, leaf_values, for_python=True)
-            result = _to_tensors(_call_python(fn, parameter_type, argument), tf)
-            if _type_of(result) != self.type_signature.result:
-                raise TypeError("the unrolled variant has another result type")
-            return list(_flatten_output(result))
+            return self._result_of(leaf_values, "unrolled")
         function = tf.function(traced, input_signature=specs, autograph=True)
         try:
             concrete = function.get_concrete_function()
@@ -154,6 +149,16 @@ class TFFunction:
             return None
         self._unrolled_functions[tuple(key_lengths)] = function
         return concrete
+
+    def _result_of(self, leaf_values, variant):
+        """The flat result of the Python function on the parameter's leaves `leaf_values`,
+        while tracing a variant; it must have the leaf's result type."""
+        import tensorflow as tf
+        argument = _unflatten(self.parameter_type, leaf_values, for_python=True)
+        result = _to_tensors(_call_python(self._fn, self.parameter_type, argument), tf)
+        if _type_of(result) != self.type_signature.result:
+            raise TypeError(f"the {variant} variant has another result type")
+        return list(_flatten_output(result))
 
     def prepare_unrolled(self, lengths):
         """Traces the unrolled variants for a parameter with one sequence, for each length
@@ -198,7 +203,6 @@ class TFFunction:
                 specs += [tf.TensorSpec([len(d)], tf.int32) for d in dims]
             else:
                 specs.append(_spec(t))
-        parameter_type, fn = self.parameter_type, self._fn
 
         def traced(*flat):
             flat, leaf_values = list(flat), []
@@ -212,11 +216,7 @@ class TFFunction:
                 leaf_values.append(LoopedSequence(
                     t.element, columns, start, full, last,
                     functools.partial(_partial_batch, resize, dims, sizes)))
-            argument = _unflatten(parameter_type, leaf_values, for_python=True)
-            result = _to_tensors(_call_python(fn, parameter_type, argument), tf)
-            if _type_of(result) != self.type_signature.result:
-                raise TypeError("the looped variant has another result type")
-            return list(_flatten_output(result))
+            return self._result_of(leaf_values, "looped")
         function = tf.function(traced, input_signature=specs, autograph=True)
         try:
             return function.get_concrete_function()
