@@ -100,7 +100,8 @@ def lower_pass(order, aggregates, materialise, once, count, member_of_call, memb
             for name, values in results[1].items():
                 kept[name].update(zip(ran, values))
             advance(len(ran))
-            remaining = [i for i in remaining if i not in set(ran)]
+            done = set(ran)
+            remaining = [i for i in remaining if i not in done]
     if len(remaining) >= 2 and plan.sequence is not None:
         results = run_ragged(plan, remaining, rows)
         if results is not None and _merged(accs, results[0]):
@@ -1033,20 +1034,10 @@ def run_ragged(plan, indices, rows):
     element_type = plan.param_leaves[sequence].element
     width = len(tff._leaves(element_type))
     per_client = _per_client_positions(plan, [rows[i] for i in indices])
-    shared, values = [], []
-    for position, type_ in enumerate(plan.param_leaves):
-        if position in per_client:  # a per-client tensor outside the sequence: stacked
-            specs = {_stackable(rows[i][position], type_) for i in indices}
-            if None in specs or len(specs) != 1:
-                return None  # of several shapes, or not stackable: client by client
-            values.append(_stacked([rows[i][position] for i in indices]))
-        elif position != sequence:
-            shared.append(rows[indices[0]][position])
-    for position, type_ in enumerate(plan.input_types, len(plan.param_leaves)):
-        specs = {_stackable(rows[i][position], type_) for i in indices}
-        if None in specs or len(specs) != 1:
-            return None
-        values.append(_stacked([rows[i][position] for i in indices]))
+    shared = _shared_inputs(plan, rows[indices[0]], per_client)
+    values = _stacked_inputs(plan, rows, indices, per_client)
+    if values is None:
+        return None
     if any(not isinstance(rows[i][sequence], list) and int(rows[i][sequence].cardinality()) < 0
            for i in indices):
         return None  # a dataset of unknown length: run client by client
@@ -1133,6 +1124,27 @@ class _LoopedFunction(_GroupFunction):
         return concrete(*_client_flat(self.plan, self.per_client, i, shared, values, sequence))
 
 
+def _shared_inputs(plan, row, per_client):
+    """The leaf's inputs equal at every client (neither its sequence nor per-client)."""
+    return [row[position] for position in range(len(plan.param_leaves))
+            if position != plan.sequence and position not in per_client]
+
+
+def _stacked_inputs(plan, rows, indices, per_client, capacity=None):
+    """The clients' per-client tensors (the leaf's `per_client` positions, then the loop's
+    `inputs`), each stacked into one `[clients, ...]` array; None when one of them is not
+    stackable or has several shapes (the clients then run client by client)."""
+    positions = sorted(per_client) + list(range(len(plan.param_leaves), len(rows[indices[0]])))
+    types = plan.param_leaves + plan.input_types
+    values = []
+    for position in positions:
+        specs = {_stackable(rows[i][position], types[position]) for i in indices}
+        if None in specs or len(specs) != 1:
+            return None
+        values.append(_stacked([rows[i][position] for i in indices], capacity))
+    return values
+
+
 def _client_flat(plan, per_client, i, shared, values, sequence):
     """The leaf's flat inputs for client `i` (in the graph): the tensors `sequence` in place
     of its sequence, its per-client tensors (`per_client` positions) from the stacked
@@ -1156,8 +1168,8 @@ def run_looped(plan, indices, rows):
     (`_LoopedFunction`); returns `(partial accumulators, kept rows, the indices it ran)`,
     or None."""
     sequence = plan.sequence
-    if sequence is None or not padding.available():
-        return None
+    if sequence is None or len(indices) < MIN_GROUP or not padding.available():
+        return None  # a compilation serves rounds of many clients, not a few
     types = tff._leaves(plan.param_leaves[sequence].element)
     if any(not isinstance(t, core.TensorType) or t.shape is None for t in types):
         return None
@@ -1182,7 +1194,7 @@ def run_looped(plan, indices, rows):
     def full(element):
         return all(leaf.shape == shape for leaf, shape in zip(element, padded))
     chosen = [i for i in indices if i in batches and all(full(e) for e in batches[i][:-1])]
-    if len(chosen) < MIN_GROUP:  # a compilation serves rounds of many clients, not a few
+    if len(chosen) < MIN_GROUP:
         return None
     partial = any(not full(batches[i][-1]) for i in chosen if batches[i])
     if partial:  # the leaf must compute on a partial batch as on the unpadded one
@@ -1191,18 +1203,6 @@ def run_looped(plan, indices, rows):
         concrete = plan.leaf._unrolled_for(plan.param_leaves, sample)
         if concrete is None or not padding.accepts_dynamic(concrete):
             return None
-    values = []
-    for position, type_ in enumerate(plan.param_leaves):
-        if position in per_client:
-            specs = {_stackable(rows[i][position], type_) for i in chosen}
-            if None in specs or len(specs) != 1:
-                return None
-            values.append(_stacked([rows[i][position] for i in chosen], _bucket(len(chosen))))
-    for position, type_ in enumerate(plan.input_types, len(plan.param_leaves)):
-        specs = {_stackable(rows[i][position], type_) for i in chosen}
-        if None in specs or len(specs) != 1:
-            return None
-        values.append(_stacked([rows[i][position] for i in chosen], _bucket(len(chosen))))
     cache = _cache_of(plan.leaf)
     cache_key = ("looped", plan._text(), padded, tuple(sorted(per_client)))
     function = cache.get(cache_key)
@@ -1210,6 +1210,9 @@ def run_looped(plan, indices, rows):
         function = cache[cache_key] = _LoopedFunction(plan, padded, per_client)
     if function.concrete is None:
         return None  # the leaf's code needs a list or a real dataset
+    values = _stacked_inputs(plan, rows, chosen, per_client, _bucket(len(chosen)))
+    if values is None:
+        return None
     dims = [tuple(d for d, size in enumerate(t.shape) if size is None) for t in types]
     total = sum(len(batches[i]) for i in chosen)
     columns = [_aligned_empty((padding.bucket(total),) + shape, t.dtype)
@@ -1230,8 +1233,7 @@ def run_looped(plan, indices, rows):
         if last:
             for e, d in enumerate(dims):
                 sizes[e][c] = [elements[-1][e].shape[k] for k in d]
-    shared = [rows[chosen[0]][position] for position in range(len(plan.param_leaves))
-              if position != sequence and position not in per_client]
+    shared = _shared_inputs(plan, rows[chosen[0]], per_client)
     results = function(shared + plan.extra_inputs(), columns, meta, sizes, values,
                        np.int32(len(chosen)))
     if results is None:

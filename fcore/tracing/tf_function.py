@@ -442,14 +442,14 @@ class LoopedSequence:
         return value
 
     def _loops(self):
-        """`(count, partial)` of the two loops that visit the elements: the full batches,
-        then the partial last batch (if any), at index `self._full`."""
-        return (self._full, False), (self._last, True)
+        """`(count, partial, first index)` of the two loops that visit the elements: the
+        full batches, then the partial last batch (if any)."""
+        return (self._full, False, 0), (self._last, True, self._full)
 
     def reduce(self, initial_state, reduce_func):
         import tensorflow as tf
         state = tf.nest.map_structure(tf.convert_to_tensor, initial_state)
-        for (count, partial), base in zip(self._loops(), (0, self._full)):
+        for count, partial, base in self._loops():
             def body(j, flat, base=base, partial=partial):
                 new = reduce_func(tf.nest.pack_sequence_as(state, flat),
                                   self._element(base + j, partial))
@@ -512,7 +512,7 @@ class LoopedSequence:
 def _looped_for(sequence, extra_test, body, get_state, set_state, symbol_names, opts):
     """AutoGraph's `for` over a `LoopedSequence`: two graph loops over the same body, one over
     the full batches and one over the partial last batch (0 or 1 times)."""
-    for (count, partial), base in zip(sequence._loops(), (0, sequence._full)):
+    for count, partial, base in sequence._loops():
         _visit(sequence, count, partial, base, extra_test, body, get_state, set_state,
                symbol_names, opts)
 
